@@ -1,0 +1,76 @@
+"""Input validation shared by every module.
+
+Each check raises :class:`PKPDInputError` (a ``ValueError``) whose message names
+the field, the offending value and how to fix it, so that bad input never turns
+into a silent NaN further down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class PKPDInputError(ValueError):
+    """Bad user input: the message names the field, the value and the fix."""
+
+
+def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
+    idx = np.flatnonzero(bad.ravel())[0]
+    flat = values.ravel()
+    where = f" (element {idx})" if values.size > 1 else ""
+    return f"{flat[idx]!r}{where}"
+
+
+def finite(name: str, value, unit: str = "") -> np.ndarray:
+    """Return ``value`` as a float array, rejecting NaN and infinity."""
+    arr = np.asarray(value, dtype=float)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise PKPDInputError(
+            f"{name} must be a finite number{_unit(unit)}; got {_first_bad(arr, bad)}. "
+            f"Replace missing or infinite values before calling."
+        )
+    return arr
+
+
+def positive(name: str, value, unit: str = "") -> np.ndarray:
+    """Finite and strictly positive (rate constants, volumes, clearances)."""
+    arr = finite(name, value, unit)
+    bad = arr <= 0
+    if bad.any():
+        raise PKPDInputError(
+            f"{name} must be > 0{_unit(unit)}; got {_first_bad(arr, bad)}. "
+            f"Use a strictly positive value."
+        )
+    return arr
+
+
+def nonnegative(name: str, value, unit: str = "") -> np.ndarray:
+    """Finite and >= 0 (doses, times, Emax, gamma)."""
+    arr = finite(name, value, unit)
+    bad = arr < 0
+    if bad.any():
+        raise PKPDInputError(
+            f"{name} must be >= 0{_unit(unit)}; got {_first_bad(arr, bad)}. "
+            f"Use a value of zero or more."
+        )
+    return arr
+
+
+def sorted_times(name: str, value, unit: str = "h") -> np.ndarray:
+    """Finite, >= 0 and non-decreasing times."""
+    arr = nonnegative(name, value, unit)
+    if arr.ndim != 1:
+        raise PKPDInputError(f"{name} must be a 1-D sequence of times in {unit}; got shape {arr.shape}.")
+    steps = np.diff(arr)
+    if (steps < 0).any():
+        i = int(np.flatnonzero(steps < 0)[0])
+        raise PKPDInputError(
+            f"{name} must be sorted in increasing order; element {i + 1} ({arr[i + 1]!r} {unit}) "
+            f"comes after {arr[i]!r} {unit}. Sort the times first (e.g. np.sort)."
+        )
+    return arr
+
+
+def _unit(unit: str) -> str:
+    return f" (in {unit})" if unit else ""

@@ -65,7 +65,9 @@ class Regimen:
                     f"a steady-state dose (SS={d.ss}) at {d.time} h needs II > 0; got II={d.ii!r}. "
                     "Give the dosing interval in hours."
                 )
-            checked.append(Dose(float(d.time), float(d.amount), int(d.ss), float(d.ii), bool(d.reset)))
+            # ii only means something for a steady-state dose (it is 0 in NONMEM records otherwise).
+            ii = float(d.ii) if d.ss else 0.0
+            checked.append(Dose(float(d.time), float(d.amount), int(d.ss), ii, bool(d.reset)))
         # Stable sort keeps the given order of simultaneous doses.
         object.__setattr__(self, "doses", tuple(sorted(checked, key=lambda d: d.time)))
 

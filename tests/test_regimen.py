@@ -1,0 +1,152 @@
+"""Regimen: construction, operations, printing, equality and NONMEM records.
+
+Expected dose lists and records are written out by hand from the NONMEM
+conventions (ADDL additional doses every II hours; SS=1 steady state; EVID 4
+reset and dose), not taken from earlier output of the code.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pkpd.checks import PKPDInputError
+from pkpd.regimen import RECORD_COLUMNS, Dose, Regimen
+
+
+def doses(*pairs):
+    return tuple(Dose(float(t), float(a)) for t, a in pairs)
+
+
+# ---------------------------------------------------------------- constructors
+def test_single_repeated_daily():
+    assert Regimen.single(5).doses == doses((0, 5))
+    assert Regimen.single(2.5, at_h=12).doses == doses((12, 2.5))
+    assert Regimen.repeated(5, 12, 3, start_h=6).doses == doses((6, 5), (18, 5), (30, 5))
+    assert Regimen.daily(7.5, days=3).doses == doses((0, 7.5), (24, 7.5), (48, 7.5))
+    ss = Regimen.daily(5, days=2, steady_state=True)
+    assert ss.doses == (Dose(0.0, 5.0, 1, 24.0), Dose(24.0, 5.0))
+
+
+def test_steps_give_dose_changes_and_interruptions():
+    reg = Regimen.steps([(48, 5), (0, 2.5), (96, 0), (144, 3.75)], until_h=192)
+    assert reg.doses == doses((0, 2.5), (24, 2.5), (48, 5), (72, 5), (144, 3.75), (168, 3.75))
+    assert reg.total_mg == pytest.approx(2 * 2.5 + 2 * 5 + 2 * 3.75)
+
+
+def test_from_doses_and_views():
+    reg = Regimen.from_doses([0, 7.5, 30], [5, 2.5, 1])
+    np.testing.assert_array_equal(reg.times, [0, 7.5, 30])
+    np.testing.assert_array_equal(reg.amounts, [5, 2.5, 1])
+    assert len(reg) == 3 and reg.total_mg == 8.5
+
+
+def test_doses_are_sorted_stably_and_immutable():
+    reg = Regimen((Dose(24, 1), Dose(0, 2), Dose(24, 3)))
+    assert [d.amount for d in reg.doses] == [2, 1, 3]
+    with pytest.raises(AttributeError):
+        reg.doses = ()
+
+
+# ---------------------------------------------------------------- operations
+def test_add_shift_interrupt():
+    a, b = Regimen.daily(5, 2), Regimen.single(2.5, at_h=12)
+    assert (a + b).doses == doses((0, 5), (12, 2.5), (24, 5))
+    assert a.shift(6).doses == doses((6, 5), (30, 5))
+    week = Regimen.daily(5, 7)
+    assert week.interrupt(48, 96).doses == doses((0, 5), (24, 5), (96, 5), (120, 5), (144, 5))
+    assert week.interrupt(0, 1000) == Regimen()
+    with pytest.raises(TypeError):
+        a + 5
+
+
+def test_equality():
+    assert Regimen.daily(5, 3) == Regimen.from_doses([0, 24, 48], [5, 5, 5])
+    assert Regimen.daily(5, 3) != Regimen.daily(5, 2)
+    assert Regimen.daily(5, 2) != Regimen.daily(5, 2, steady_state=True)
+    # ii only matters for steady-state doses
+    assert Regimen((Dose(0, 5, 0, 12.0),)) == Regimen.single(5)
+
+
+def test_printing():
+    assert repr(Regimen()) == "Regimen: no doses"
+    assert repr(Regimen.single(5, at_h=12)) == "Regimen: 5 mg at 12 h"
+    assert repr(Regimen.daily(5, 3)) == "Regimen: 5 mg every 24 h x3 from 0 h"
+    assert repr(Regimen.steps([(0, 2.5), (48, 5)], until_h=96)) == (
+        "Regimen: 2.5 mg every 24 h x2 from 0 h; 5 mg every 24 h x2 from 48 h"
+    )
+    assert repr(Regimen.daily(5, 4, steady_state=True)) == (
+        "Regimen: 5 mg every 24 h x4 from 0 h (steady state SS=1, II=24 h)"
+    )
+    assert repr(Regimen((Dose(0, 5), Dose(24, 5, reset=True)))) == "Regimen: 5 mg at 0 h; 5 mg at 24 h (after reset)"
+
+
+# ---------------------------------------------------------------- NONMEM records
+def record(time, amt, evid=1, ii=0.0, addl=0, ss=0, id=1):
+    return {"ID": id, "TIME": float(time), "AMT": float(amt), "EVID": evid, "MDV": 1, "CMT": 1,
+            "II": float(ii), "ADDL": addl, "SS": ss, "DV": np.nan}
+
+
+def expect_records(reg, rows, id=1):
+    got = reg.to_records(id=id)
+    want = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    assert list(got.columns) == RECORD_COLUMNS
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
+    assert Regimen.from_records(got) == reg
+
+
+def test_records_compress_runs_with_addl():
+    expect_records(Regimen.daily(5, 7), [record(0, 5, ii=24, addl=6, id=3)], id=3)
+    expect_records(Regimen.single(5), [record(0, 5)])
+
+
+def test_records_of_dose_changes():
+    reg = Regimen.steps([(0, 2.5), (48, 5), (96, 0), (144, 3.75)], until_h=192)
+    expect_records(reg, [record(0, 2.5, ii=24, addl=1), record(48, 5, ii=24, addl=1), record(144, 3.75, ii=24, addl=1)])
+
+
+def test_records_of_steady_state_and_reset_doses():
+    expect_records(Regimen.daily(5, 4, steady_state=True), [record(0, 5, ii=24, addl=3, ss=1)])
+    expect_records(Regimen((Dose(0, 5, 1, 12.0),)), [record(0, 5, ii=12, ss=1)])
+    reg = Regimen((Dose(0, 5), Dose(24, 5, reset=True), Dose(48, 5)))
+    expect_records(reg, [record(0, 5), record(24, 5, evid=4, ii=24, addl=1)])
+
+
+def test_irregular_doses_are_not_compressed():
+    reg = Regimen.from_doses([0, 7.5, 30, 31], [5, 5, 5, 5])
+    expect_records(reg, [record(0, 5, ii=7.5, addl=1), record(30, 5, ii=1, addl=1)])
+    assert Regimen.from_records(reg.to_records()).times.tolist() == [0, 7.5, 30, 31]
+
+
+def test_from_records_expands_addl_and_ignores_non_doses():
+    rec = pd.DataFrame([
+        record(0, 5, ii=12, addl=2),
+        {**record(1, 0), "EVID": 0, "MDV": 0, "DV": 3.0},
+        record(100, 2.5, ss=2, ii=24),
+    ])
+    reg = Regimen.from_records(rec)
+    assert reg.doses == doses((0, 5), (12, 5), (24, 5)) + (Dose(100.0, 2.5, 2, 24.0),)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Regimen.single(-5), r"dose amount must be >= 0.*-5"),
+        (lambda: Regimen.single(5, at_h=-1), r"dose time must be >= 0.*-1"),
+        (lambda: Regimen.single(np.nan), r"dose amount must be a finite number.*nan"),
+        (lambda: Regimen((Dose(0, 5, 3, 24),)), r"SS must be 0, 1 or 2; got 3"),
+        (lambda: Regimen((Dose(0, 5, 1, 0.0),)), r"SS=1.*needs II > 0; got II=0.0"),
+        (lambda: Regimen.repeated(5, 24, 2.5), r"n \(number of doses\).*2.5"),
+        (lambda: Regimen.repeated(5, -24, 2), r"interval_h must be > 0.*-24"),
+        (lambda: Regimen.daily(5, 3).interrupt(48, 24), r"end_h \(24 h\) is before start_h \(48 h\)"),
+        (lambda: Regimen.daily(5, 3).shift(-12), r"dose time must be >= 0.*-12"),
+        (lambda: Regimen.steps([], until_h=10), r"levels is empty"),
+        (lambda: Regimen.from_doses([0, 24], [5]), r"same length; got 2 and 1"),
+        (lambda: Regimen.from_doses([24, 0], [5, 5]), r"times_h must be sorted"),
+        (lambda: Regimen.from_records(pd.DataFrame([record(0, 5, ii=0, addl=2)])), r"ADDL=2 at TIME=0.0 needs II > 0"),
+        (lambda: Regimen.from_records(pd.DataFrame({"TIME": [0.0]})), r"need columns \['AMT'\]"),
+    ],
+)
+def test_bad_input_raises_clear_errors(make, match):
+    with pytest.raises(PKPDInputError, match=match):
+        make()

@@ -18,7 +18,7 @@ def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
     idx = np.flatnonzero(bad.ravel())[0]
     flat = values.ravel()
     where = f" (element {idx})" if values.size > 1 else ""
-    return f"{flat[idx]!r}{where}"
+    return f"{flat[idx].item()!r}{where}"
 
 
 def finite(name: str, value, unit: str = "") -> np.ndarray:
@@ -66,8 +66,8 @@ def sorted_times(name: str, value, unit: str = "h") -> np.ndarray:
     if (steps < 0).any():
         i = int(np.flatnonzero(steps < 0)[0])
         raise PKPDInputError(
-            f"{name} must be sorted in increasing order; element {i + 1} ({arr[i + 1]!r} {unit}) "
-            f"comes after {arr[i]!r} {unit}. Sort the times first (e.g. np.sort)."
+            f"{name} must be sorted in increasing order; element {i + 1} ({arr[i + 1].item()!r} {unit}) "
+            f"comes after {arr[i].item()!r} {unit}. Sort the times first (e.g. np.sort)."
         )
     return arr
 

@@ -1,0 +1,275 @@
+"""Model specifications: typical values, variability and residual error, with sources.
+
+A :class:`PKPDModel` is a small frozen description, not a simulator: it says
+which parameters a population has (typical values, log-normal inter-individual
+variability, optional correlations), how observations scatter around the model
+(residual error) and, for ITP, how the disease differs between patients.
+:func:`pkpd.simulate` and :func:`pkpd.simulate_population` turn it into numbers.
+
+Parameters and units (the names every part of pkpd uses)::
+
+    ka 1/h, cl L/h (CL/F), v L (V/F), emax fold, ec50 ng/mL, hill -, n_transit -,
+    mtt h, gamma -, plt0 10^9/L, lifespan h
+
+Sources are the shared science notes (``hetrombopag.md``); [R] = reported in the
+cited paper, [I] = derived or chosen here, with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import pk
+from .checks import PKPDInputError, nonnegative, positive
+
+#: Parameter names in their canonical order, with units.
+PARAMETER_UNITS = MappingProxyType(
+    {
+        "ka": "1/h", "cl": "L/h", "v": "L", "emax": "fold", "ec50": "ng/mL", "hill": "-",
+        "n_transit": "-", "mtt": "h", "gamma": "-", "plt0": "10^9/L", "lifespan": "h",
+    }
+)
+PARAMETERS = tuple(PARAMETER_UNITS)
+
+
+@dataclass(frozen=True)
+class ResidualError:
+    """Residual error of one observation type: y = f (1 + prop eps1) + add eps2,
+    eps ~ N(0, 1).  ``add`` is in the observation's unit (ng/mL or 10^9/L).
+
+    ``lognormal=True`` uses y = f exp(prop eps1) instead (always positive, the
+    usual choice for platelet counts)."""
+
+    prop: float = 0.0
+    add: float = 0.0
+    lognormal: bool = False
+
+    def __post_init__(self):
+        nonnegative("residual prop", self.prop)
+        nonnegative("residual add", self.add)
+
+    def sample(self, pred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Observed values around ``pred``, never negative."""
+        pred = np.asarray(pred, float)
+        if self.lognormal:
+            out = pred * np.exp(self.prop * rng.standard_normal(pred.shape))
+        else:
+            out = pred * (1 + self.prop * rng.standard_normal(pred.shape))
+        if self.add:
+            out = out + self.add * rng.standard_normal(pred.shape)
+        return np.maximum(out, 0.0)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Distribution of PLT0 (10^9/L): log-normal with ``median`` and ``sd_log``,
+    truncated to [low, high] by inverse-CDF sampling (no rejection loop)."""
+
+    median: float
+    sd_log: float
+    low: float = 0.0
+    high: float = np.inf
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        from scipy.stats import norm
+
+        mu = np.log(self.median)
+        lo = norm.cdf((np.log(self.low) - mu) / self.sd_log) if self.low > 0 else 0.0
+        hi = norm.cdf((np.log(self.high) - mu) / self.sd_log) if np.isfinite(self.high) else 1.0
+        u = rng.uniform(lo, hi, n)
+        return np.exp(mu + self.sd_log * norm.ppf(u))
+
+
+@dataclass(frozen=True)
+class PKPDModel:
+    """A population PK/PD model specification (immutable).
+
+    typical : typical value of each parameter in :data:`PARAMETERS` (units there).
+    iiv : log-normal inter-individual variability as CV (e.g. 0.3 = 30%);
+        parameters not listed have none.  CV is converted with
+        omega^2 = ln(1 + CV^2).
+    corr : correlations between etas, {("cl", "v"): 0.5, ...}.
+    residual_conc, residual_plt : residual error of concentrations (ng/mL) and
+        platelet counts (10^9/L).
+    baseline : if given, PLT0 is drawn from it instead of typical*exp(eta).
+    nonresponder_fraction : share of patients in whom the drug has no effect
+        (Emax = 0), a known feature of TPO-receptor agonists in ITP.
+    """
+
+    name: str
+    population: str
+    typical: Mapping[str, float]
+    iiv: Mapping[str, float] = field(default_factory=dict)
+    corr: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    residual_conc: ResidualError = ResidualError(prop=0.2)
+    residual_plt: ResidualError = ResidualError(prop=0.2)
+    baseline: Baseline | None = None
+    nonresponder_fraction: float = 0.0
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = set(self.typical) - set(PARAMETERS)
+        if unknown:
+            raise PKPDInputError(f"unknown parameter(s) {sorted(unknown)}; known: {list(PARAMETERS)}.")
+        missing = set(PARAMETERS) - set(self.typical)
+        if missing:
+            raise PKPDInputError(f"typical values missing for {sorted(missing)}; give all of {list(PARAMETERS)}.")
+        for name in ("ka", "cl", "v", "ec50", "hill", "mtt", "plt0", "lifespan"):
+            positive(name, self.typical[name], PARAMETER_UNITS[name])
+        for name in ("emax", "gamma"):
+            nonnegative(name, self.typical[name])
+        n = self.typical["n_transit"]
+        if not (np.isfinite(n) and n == int(n) and n >= 1):
+            raise PKPDInputError(f"n_transit must be a whole number >= 1; got {n!r}.")
+        for name, cv in self.iiv.items():
+            if name not in PARAMETERS or name == "n_transit":
+                raise PKPDInputError(f"iiv names unknown or discrete parameter {name!r}; use one of {list(PARAMETERS[:6]) + list(PARAMETERS[7:])}.")
+            nonnegative(f"iiv[{name!r}] (CV)", cv)
+        for (a, b), r in self.corr.items():
+            if a not in self.iiv or b not in self.iiv:
+                raise PKPDInputError(f"corr {(a, b)} names a parameter without IIV; add it to iiv first.")
+            if not -1 < r < 1:
+                raise PKPDInputError(f"corr {(a, b)} must lie in (-1, 1); got {r!r}.")
+        if not 0 <= self.nonresponder_fraction < 1:
+            raise PKPDInputError(
+                f"nonresponder_fraction must be in [0, 1); got {self.nonresponder_fraction!r}."
+            )
+        object.__setattr__(self, "typical", MappingProxyType({k: float(self.typical[k]) for k in PARAMETERS}))
+        object.__setattr__(self, "iiv", MappingProxyType(dict(self.iiv)))
+        object.__setattr__(self, "corr", MappingProxyType(dict(self.corr)))
+        self.omega_matrix()  # fails early if the correlations are not positive definite
+
+    # ------------------------------------------------------------ transforms
+    def with_typical(self, **values) -> "PKPDModel":
+        """A copy with some typical values replaced (pharmpy-style functional update)."""
+        unknown = set(values) - set(PARAMETERS)
+        if unknown:
+            raise PKPDInputError(f"unknown parameter(s) {sorted(unknown)}; known: {list(PARAMETERS)}.")
+        return dataclasses.replace(self, typical={**self.typical, **values})
+
+    def with_(self, **fields) -> "PKPDModel":
+        """A copy with other fields replaced (iiv, corr, residual_plt, ...)."""
+        return dataclasses.replace(self, **fields)
+
+    # ------------------------------------------------------------ variability
+    def omega_matrix(self) -> tuple[list[str], np.ndarray]:
+        """Names with IIV and their eta covariance matrix (log scale)."""
+        names = [p for p in PARAMETERS if self.iiv.get(p, 0) > 0]
+        sd = np.sqrt(np.log1p(np.array([self.iiv[p] for p in names]) ** 2))
+        corr = np.eye(len(names))
+        for (a, b), r in self.corr.items():
+            if a in names and b in names:
+                i, j = names.index(a), names.index(b)
+                corr[i, j] = corr[j, i] = r
+        if names and np.linalg.eigvalsh(corr).min() <= 0:
+            raise PKPDInputError(f"the correlations {dict(self.corr)} do not form a positive-definite matrix.")
+        return names, corr * np.outer(sd, sd)
+
+    def sample_parameters(self, n: int, seed=None) -> pd.DataFrame:
+        """Draw ``n`` individuals: DataFrame with ID (1..n), every parameter and
+        ``responder`` (bool).  Reproducible for a given seed."""
+        if int(n) != n or n < 1:
+            raise PKPDInputError(f"population size n must be a whole number >= 1; got {n!r}.")
+        n = int(n)
+        rng = np.random.default_rng(seed)
+        names, cov = self.omega_matrix()
+        eta = rng.multivariate_normal(np.zeros(len(names)), cov, size=n, method="cholesky") if names else None
+        out = {"ID": np.arange(1, n + 1)}
+        for p in PARAMETERS:
+            out[p] = np.full(n, self.typical[p])
+        for i, p in enumerate(names):
+            out[p] = out[p] * np.exp(eta[:, i])
+        if self.baseline is not None:
+            out["plt0"] = self.baseline.sample(n, rng)
+        responder = rng.uniform(size=n) >= self.nonresponder_fraction
+        out["emax"] = np.where(responder, out["emax"], 0.0)
+        out["responder"] = responder
+        return pd.DataFrame(out)
+
+    def typical_parameters(self) -> pd.DataFrame:
+        """One row: the typical individual (ID 1, a responder)."""
+        return pd.DataFrame({"ID": [1], **{p: [v] for p, v in self.typical.items()}, "responder": [True]})
+
+    def describe(self) -> pd.DataFrame:
+        """Parameters with unit, typical value, IIV (CV) and source, one row each."""
+        return pd.DataFrame(
+            {
+                "unit": [PARAMETER_UNITS[p] for p in PARAMETERS],
+                "typical": [self.typical[p] for p in PARAMETERS],
+                "iiv_cv": [self.iiv.get(p, 0.0) for p in PARAMETERS],
+                "source": [self.sources.get(p, "") for p in PARAMETERS],
+            },
+            index=pd.Index(PARAMETERS, name="parameter"),
+        )
+
+
+# ---------------------------------------------------------------- hetrombopag
+_SOURCES = {
+    "ka": "[I] Tmax ~8 h with k = 0.0289 /h (Zheng 2017, doi 10.1111/bcpt.12815)",
+    "cl": "[R] linear CL/F, Wang et al., Br J Clin Pharmacol 2022;88:2084 (IIV 63.5%)",
+    "v": "[I] CL/F x 24 h / ln 2 (t1/2 24 h within 11.9-40.1 h, Zheng 2017)",
+    "emax": "[I] romiplostim 9-11.2 fold (Petrov 2024; Wang 2010)",
+    "ec50": "[I] calibrated: +20% platelets on day 6 after 7.5 mg in healthy (observed +15.8%, Yang 2020)",
+    "hill": "[I] 1 (no evidence for steeper)",
+    "n_transit": "[R] 4 transit compartments, Wang 2022",
+    "mtt": "[I] 168 h within published 140-230 h (Farrell 2014; Wang 2010; Perez-Ruixo 2012; Petrov 2024)",
+    "gamma": "[I] feedback off by default (0.1-0.6 plausible: Friberg 2002; Perez-Ruixo 2016)",
+    "plt0": "[R] healthy 150-450 x10^9/L; ITP phase III median 13 (1-29), Mei et al. J Hematol Oncol 2021;14:37",
+    "lifespan": "[R] 205 h healthy (Harker 2000); 2.9 d ITP (Stoll 1985), 1.6-3.6 d (Louwes 1999)",
+}
+
+#: ITP baseline platelets [I]: counts in the referred ITP population are taken
+#: as log-normal (median 30, SD of log 1.25) and the phase III enrolled those
+#: in [1, 30) x10^9/L (inclusion < 30).  This truncated law has median 13.0 and
+#: 37.5% below 10, the reported baseline (median 13, range 1-29, 34-41% < 10;
+#: Mei et al., J Hematol Oncol 2021;14:37).
+ITP_BASELINE = Baseline(median=30.0, sd_log=1.25, low=1.0, high=30.0)
+#: Share of ITP patients without platelet response to TPO-RAs [R]: eltrombopag
+#: 11-19% (Hayes 2011), romiplostim 32% (Perez-Ruixo 2012).
+ITP_NONRESPONDER_FRACTION = 0.2
+#: Visit-to-visit scatter of ITP platelet counts, log-normal SD [I]: placebo
+#: patients do cross 50 x10^9/L now and then (5.9% at week 8, Mei 2021).
+ITP_PLATELET_NOISE = 0.45
+
+
+def hetrombopag(population: str = "healthy", **overrides) -> PKPDModel:
+    """The default hetrombopag PK/PD model for ``"healthy"`` subjects or ``"itp"`` patients.
+
+    ``overrides`` replace typical values (e.g. ``gamma=0.3``).  Every default
+    cites its source in ``model.describe()``.
+    """
+    if population not in ("healthy", "itp"):
+        raise PKPDInputError(f"population must be 'healthy' or 'itp'; got {population!r}.")
+    typical = {
+        "ka": pk.HETROMBOPAG_KA, "cl": pk.HETROMBOPAG_CL, "v": pk.HETROMBOPAG_V,
+        "emax": 10.0, "ec50": 40.0, "hill": 1.0, "n_transit": 4, "mtt": 168.0, "gamma": 0.0,
+        "plt0": 250.0, "lifespan": 205.0,
+    }
+    # IIV as CV: CL/F 63.5% [R] (Wang 2022); V/F 77% borrowed from Vc/F [I];
+    # ka ~50% [I]; Emax 15% [I]; EC50 ~70% [I]; PLT0 30% healthy [R range 150-450].
+    iiv = {"ka": 0.5, "cl": 0.635, "v": 0.77, "emax": 0.15, "ec50": 0.7, "plt0": 0.3}
+    fields = {}
+    if population == "itp":
+        typical.update(plt0=13.0, lifespan=48.0)
+        iiv.update(lifespan=0.5)  # [I] 50%: 1.6-3.6 d reported range (Louwes 1999)
+        iiv.pop("plt0")  # drawn from ITP_BASELINE instead
+        fields = dict(
+            baseline=ITP_BASELINE,
+            nonresponder_fraction=ITP_NONRESPONDER_FRACTION,
+            residual_plt=ResidualError(prop=ITP_PLATELET_NOISE, lognormal=True),
+        )
+    unknown = set(overrides) - set(PARAMETERS)
+    if unknown:
+        raise PKPDInputError(f"unknown parameter(s) {sorted(unknown)} for hetrombopag; known: {list(PARAMETERS)}.")
+    typical.update(overrides)
+    return PKPDModel(
+        name="hetrombopag", population=population, typical=typical, iiv=iiv,
+        residual_conc=ResidualError(prop=0.2), sources=_SOURCES,
+        **{"residual_plt": ResidualError(prop=0.2, lognormal=True), **fields},
+    )

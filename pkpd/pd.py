@@ -1,0 +1,445 @@
+"""Platelet response: the megakaryocyte-maturation transit-compartment model.
+
+Equations (the TPO-receptor-agonist structure of the shared science notes;
+Wang et al., Br J Clin Pharmacol 2022;88:2084 for hetrombopag)::
+
+    E(C)    = Emax * C^h / (EC50^h + C^h)
+    ktr     = n / MTT,  kdeg = 1 / lifespan,  kin = PLT0 * kdeg
+    dP1/dt  = kin * (1 + E(C)) * (PLT0 / PLT)^gamma - ktr * P1
+    dPi/dt  = ktr * (P(i-1) - Pi)                         i = 2..n
+    dPLT/dt = ktr * Pn - kdeg * PLT
+
+starting from the drug-free steady state Pi = kin/ktr, PLT = PLT0.
+
+How it is solved
+----------------
+The chain is linear, ``x' = A x + b u(t)`` with ``u = kin (1+E(C)) (PLT0/PLT)^gamma``
+entering P1 only.  Over a step of length ``h`` the exact solution is
+
+    x(t+h) = e^{A h} x(t) + integral_0^h e^{A (h-s)} b u(t+s) ds.
+
+We never step across a dose, so ``u`` is analytic on every step (C is a closed
+form there).  ``u`` is interpolated at ``m`` Gauss-Legendre nodes and the integral
+of the interpolant against the matrix exponential is done *exactly*: both
+``e^{A h}`` and the node weights come from one matrix exponential of an
+augmented matrix (Van Loan's construction), computed once per subject and step
+length.  A step then costs two small matrix-vector products per subject.  The
+only error is the interpolation of ``u`` (order h^(2m) with Gauss nodes); with
+the defaults (m = 12 nodes, steps <= 24 h) the platelet error against scipy
+Radau at rtol 1e-11 is below 1e-7 relative over 8 weeks of dosing (asserted at
+1e-6 in ``tests/test_pd.py``).
+
+With feedback (gamma > 0) ``u`` depends on PLT: the step is solved as
+exponential collocation, iterating the node values of PLT to a fixed point
+(a contraction: PLT reacts to P1 only through the n-compartment delay).
+
+All kernels are vectorised over subjects: arrays of shape (n_subjects,) in,
+no per-subject Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+
+import numpy as np
+
+from . import pk
+from .checks import PKPDInputError, nonnegative, positive, sorted_times
+
+#: Gauss-Legendre nodes per step and the longest step (h) of the default solver.
+DEFAULT_NODES = 12
+DEFAULT_MAX_STEP_H = 24.0
+#: Fixed-point sweeps per step when gamma > 0 (each contracts the node error by
+#: roughly gamma * (ktr h)^n / n!, far below 1e-3 for the published ranges).
+FEEDBACK_SWEEPS = 4
+#: Geometric refinement of the first step after a dose when hill is not a
+#: whole number (from an empty system E(C) ~ t^hill, not a polynomial).
+GRADED_LEVELS = 6
+
+
+def emax_effect(conc, emax, ec50, hill):
+    """Drug effect E(C) = Emax C^h / (EC50^h + C^h), dimensionless (fold increase).
+
+    conc and ec50 in ng/mL.  Written as Emax / (1 + (EC50/C)^h) so that it is
+    exact at C = 0 and does not overflow for large C or h.
+    """
+    conc = np.asarray(conc, float)
+    with np.errstate(divide="ignore"):
+        ratio = np.where(conc > 0, (ec50 / np.where(conc > 0, conc, 1.0)) ** hill, np.inf)
+    return emax / (1.0 + ratio)
+
+
+@dataclass(frozen=True)
+class TransitParams:
+    """Per-subject PD parameters as arrays of shape (n_subjects,).
+
+    emax (fold), ec50 (ng/mL), hill (-), mtt (h), gamma (-), plt0 (10^9/L),
+    lifespan (h); ``n_transit`` is one whole number shared by all subjects.
+    """
+
+    emax: np.ndarray
+    ec50: np.ndarray
+    hill: np.ndarray
+    mtt: np.ndarray
+    gamma: np.ndarray
+    plt0: np.ndarray
+    lifespan: np.ndarray
+    n_transit: int
+
+    @classmethod
+    def from_values(cls, emax, ec50, hill, n_transit, mtt, gamma, plt0, lifespan):
+        """Validate and broadcast scalars or arrays to a common (n_subjects,) shape."""
+        n = np.asarray(n_transit)
+        if n.size != 1 and np.unique(n).size != 1:
+            raise PKPDInputError(
+                f"n_transit must be one whole number shared by all subjects; got {np.unique(n)}. "
+                "Simulate groups with different n_transit separately."
+            )
+        n = n.ravel()[0]
+        if not np.isfinite(n) or n != int(n) or n < 1:
+            raise PKPDInputError(f"n_transit must be a whole number >= 1; got {n!r}.")
+        values = dict(
+            emax=nonnegative("emax", emax),
+            ec50=positive("ec50", ec50, "ng/mL"),
+            hill=positive("hill", hill),
+            mtt=positive("mtt", mtt, "h"),
+            gamma=nonnegative("gamma", gamma),
+            plt0=positive("plt0", plt0, "10^9/L"),
+            lifespan=positive("lifespan", lifespan, "h"),
+        )
+        arrays = np.broadcast_arrays(*(np.atleast_1d(v) for v in values.values()))
+        return cls(**{k: np.array(a, float) for k, a in zip(values, arrays)}, n_transit=int(n))
+
+    @property
+    def n_subjects(self) -> int:
+        return self.plt0.size
+
+    @property
+    def ktr(self):
+        """Transit rate n/MTT, 1/h."""
+        return self.n_transit / self.mtt
+
+    @property
+    def kdeg(self):
+        """Platelet elimination rate 1/lifespan, 1/h."""
+        return 1.0 / self.lifespan
+
+    @property
+    def kin(self):
+        """Baseline production PLT0*kdeg, 10^9/L/h."""
+        return self.plt0 * self.kdeg
+
+    def baseline_state(self) -> np.ndarray:
+        """Drug-free steady state (n_subjects, n_transit + 1): Pi = kin/ktr, PLT = PLT0."""
+        x = np.empty((self.n_subjects, self.n_transit + 1))
+        x[:, :-1] = (self.kin / self.ktr)[:, None]
+        x[:, -1] = self.plt0
+        return x
+
+
+# ---------------------------------------------------------------- step propagators
+def gauss_nodes(m: int) -> np.ndarray:
+    """Gauss-Legendre nodes on [0, 1]."""
+    x, _ = np.polynomial.legendre.leggauss(m)
+    return 0.5 * (x + 1.0)
+
+
+def node_weight_map(nodes: np.ndarray) -> np.ndarray:
+    """Constant (m, m) map from the augmented exponential's input columns to node weights.
+
+    Column j of the augmented exponential is the response to y^r / r! with
+    r = m-1-j and y = 2 s / h in [0, 2].  We interpolate u in the centred
+    variable x = y - 1 (well conditioned on [-1, 1]): x^p/p! = sum_r y^r/r!
+    (-1)^(p-r)/(p-r)!, and node values map to coefficients by the inverse
+    Vandermonde.  The result, applied to those columns, gives the weights W
+    such that the forced response is W @ u(nodes).
+    """
+    m = nodes.size
+    fact = np.cumprod(np.r_[1.0, np.arange(1, m)])
+    binom = np.zeros((m, m))  # binom[r, p]: y-basis r -> x-basis p
+    for p in range(m):
+        for r in range(p + 1):
+            binom[r, p] = (-1.0) ** (p - r) / fact[p - r]
+    x = 2.0 * nodes - 1.0
+    vander = x[:, None] ** np.arange(m)[None, :] / fact[None, :]
+    return (binom @ np.linalg.inv(vander))[::-1]  # rows ordered as the columns j
+
+
+@numba.njit(cache=True)
+def _augmented_expm(ktr, kdeg, n, m, tau, h, out):
+    """exp(M tau) of the augmented chain matrix, written into ``out`` (N+m, N+m).
+
+    M = [[A, beta e_1 e_last^T], [0, (2/h) S]] with A the transit chain and S the
+    shift (q_k' = (2/h) q_{k-1}); beta = 1/h keeps the norm O(1).  Taylor series
+    on the sparse M after scaling to norm <= 1/2 (30 terms: error < 1e-20),
+    then squaring.  Cost ~ 30 (N+m)^2 flops per subject.
+    """
+    big_n = n + 1
+    size = big_n + m
+    beta = 1.0 / h
+    norm = tau * max(2.0 * ktr, ktr + kdeg, 2.0 / h + beta)
+    s = 0
+    while norm > 0.5:
+        norm *= 0.5
+        s += 1
+    scale = tau / 2.0**s
+    term = np.eye(size)
+    for i in range(size):
+        for j in range(size):
+            out[i, j] = term[i, j]
+    nxt = np.empty((size, size))
+    for k in range(1, 31):
+        c = scale / k
+        for j in range(size):
+            nxt[0, j] = c * (-ktr * term[0, j] + beta * term[size - 1, j])
+            for i in range(1, n):
+                nxt[i, j] = c * ktr * (term[i - 1, j] - term[i, j])
+            nxt[n, j] = c * (ktr * term[n - 1, j] - kdeg * term[n, j])
+            nxt[big_n, j] = 0.0
+            for q in range(1, m):
+                nxt[big_n + q, j] = c * (2.0 / h) * term[big_n + q - 1, j]
+        term, nxt = nxt, term
+        for i in range(size):
+            for j in range(size):
+                out[i, j] += term[i, j]
+    for _ in range(s):
+        sq = out @ out
+        for i in range(size):
+            for j in range(size):
+                out[i, j] = sq[i, j]
+    for i in range(big_n):  # undo beta on the input columns
+        for j in range(big_n, size):
+            out[i, j] /= beta
+
+
+@numba.njit(parallel=True, cache=True)
+def _propagators(ktr, kdeg, n, m, taus, h, gmap):
+    """e^{A tau} (S, T, N, N) and node weights (S, T, N, m) for each subject and tau."""
+    S = ktr.size
+    T = taus.size
+    big_n = n + 1
+    phi = np.empty((S, T, big_n, big_n))
+    w = np.empty((S, T, big_n, m))
+    for s in numba.prange(S):
+        buf = np.empty((big_n + m, big_n + m))
+        for t in range(T):
+            _augmented_expm(ktr[s], kdeg[s], n, m, taus[t], h, buf)
+            phi[s, t] = buf[:big_n, :big_n]
+            w[s, t] = np.ascontiguousarray(buf[:big_n, big_n:]) @ np.ascontiguousarray(gmap)
+    return phi, w
+
+
+# ---------------------------------------------------------------- the time-stepping kernel
+#: Operation codes of a simulation plan (see PKPDSolver.run).
+OP_DOSE, OP_STEP, OP_REPORT = 0, 1, 2
+
+
+@numba.njit(parallel=True, cache=True)
+def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, ek_nodes, bk_nodes, ek_end, eka_end, bk_end,
+              v, kin, emax, ec50, hill, gamma, plt0, sweeps, ag, ac, x, conc_out, plt_out):
+    """Execute a plan of DOSE / STEP / REPORT operations for every subject.
+
+    State (ag, ac: mg; x: P1..Pn, PLT) is updated in place.  ``args`` holds the
+    dose column, the step-length index or the report column of each operation.
+    The PK factors (ek_nodes etc.) are the exact closed-form propagators of
+    depot and central amounts from the start of a step to its nodes and end.
+    """
+    S = ag.size
+    m = ek_nodes.shape[2]
+    big_n = x.shape[1]
+    feedback = sweeps > 0
+    for s in numba.prange(S):
+        u = np.empty(m)
+        pltn = np.empty(m)
+        free = np.empty(m)
+        xs = x[s].copy()
+        for o in range(ops.size):
+            op, a = ops[o], args[o]
+            if op == OP_DOSE:
+                ag[s] += amounts[s, a]
+            elif op == OP_REPORT:
+                conc_out[s, a] = ac[s] / v[s] * 1000.0
+                plt_out[s, a] = xs[big_n - 1]
+            else:
+                for j in range(m):
+                    c = (ac[s] * ek_nodes[a, s, j] + ag[s] * bk_nodes[a, s, j]) / v[s] * 1000.0
+                    if c <= 0.0:
+                        e = 0.0
+                    elif hill[s] == 1.0:
+                        e = emax[s] * c / (ec50[s] + c)
+                    else:
+                        e = emax[s] / (1.0 + (ec50[s] / c) ** hill[s])
+                    u[j] = kin[s] * (1.0 + e)
+                if feedback and gamma[s] > 0.0:
+                    for j in range(m):
+                        acc = 0.0
+                        for i in range(big_n):
+                            acc += phi_nodes[a, s, j, i] * xs[i]
+                        free[j] = acc
+                        pltn[j] = xs[big_n - 1]
+                    for _ in range(sweeps):
+                        for j in range(m):
+                            acc = free[j]
+                            for i in range(m):
+                                acc += w_nodes[a, s, j, i] * u[i] * (plt0[s] / pltn[i]) ** gamma[s]
+                            pltn[j] = acc
+                    for j in range(m):
+                        u[j] *= (plt0[s] / pltn[j]) ** gamma[s]
+                new = np.zeros(big_n)
+                for i in range(big_n):
+                    acc = 0.0
+                    for j in range(big_n):
+                        acc += phi[a, s, i, j] * xs[j]
+                    for j in range(m):
+                        acc += w[a, s, i, j] * u[j]
+                    new[i] = acc
+                xs[:] = new
+                ac[s] = ac[s] * ek_end[a, s] + ag[s] * bk_end[a, s]
+                ag[s] = ag[s] * eka_end[a, s]
+        x[s] = xs
+
+
+# ---------------------------------------------------------------- the solver
+@dataclass
+class PKPDSolver:
+    """Closed-form PK and exact-step platelet PD for many subjects at once.
+
+    ka (1/h), cl (L/h), v (L): arrays over subjects (or scalars); ``pd`` holds
+    the PD arrays.  Propagators are cached per step length, so calling
+    :meth:`run` visit by visit (titration trials) reuses them.
+    """
+
+    ka: np.ndarray
+    cl: np.ndarray
+    v: np.ndarray
+    pd: TransitParams
+    nodes: int = DEFAULT_NODES
+    max_step_h: float = DEFAULT_MAX_STEP_H
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        S = self.pd.n_subjects
+        arrays = {}
+        for name, unit in (("ka", "1/h"), ("cl", "L/h"), ("v", "L")):
+            a = np.atleast_1d(positive(name, getattr(self, name), unit))
+            if a.size not in (1, S):
+                raise PKPDInputError(f"{name} has {a.size} values but there are {S} subjects; give one per subject.")
+            arrays[name] = np.ascontiguousarray(np.broadcast_to(a, (S,)), dtype=float)
+        self.ka, self.cl, self.v = arrays["ka"], arrays["cl"], arrays["v"]
+        self._c = gauss_nodes(self.nodes)
+        self._gmap = node_weight_map(self._c)
+        self._feedback = bool((self.pd.gamma > 0).any())
+        self._graded = bool((self.pd.hill != np.round(self.pd.hill)).any())
+
+    @property
+    def k(self):
+        """Elimination rate constant CL/V, 1/h."""
+        return self.cl / self.v
+
+    def initial_state(self) -> dict:
+        """Drug-free state at t = 0: empty depot and central, platelets at baseline."""
+        S = self.pd.n_subjects
+        return {"t": 0.0, "ag": np.zeros(S), "ac": np.zeros(S), "x": self.pd.baseline_state()}
+
+    def _step_index(self, h: float) -> int:
+        """Index of the cached propagators for step length h, building them if new."""
+        key = round(h, 9)
+        if key not in self._cache:
+            self._cache[key] = self._build(h)
+        return list(self._cache).index(key)
+
+    def _build(self, h: float) -> dict:
+        p, c = self.pd, self._c
+        taus = np.concatenate([[h], c * h]) if self._feedback else np.array([h])
+        phi, w = _propagators(p.ktr, p.kdeg, p.n_transit, c.size, taus, h, self._gmap)
+        ka, k = self.ka[:, None], self.k[:, None]
+        tau = (c * h)[None, :]
+        return {
+            "phi": phi[:, 0], "w": w[:, 0],
+            "phi_nodes": phi[:, 1:, -1, :] if self._feedback else np.zeros((p.n_subjects, c.size, p.n_transit + 1)),
+            "w_nodes": w[:, 1:, -1, :] if self._feedback else np.zeros((p.n_subjects, c.size, c.size)),
+            "ek_nodes": np.exp(-k * tau), "bk_nodes": ka * pk.exp_divdiff(k * tau, tau, ka - k),
+            "ek_end": np.exp(-self.k * h), "eka_end": np.exp(-self.ka * h),
+            "bk_end": self.ka * pk.exp_divdiff(self.k * h, h, self.ka - self.k),
+        }
+
+    def _steps(self, span: float, after_dose: bool) -> list[float]:
+        """Step lengths covering ``span`` h: equal steps <= max_step_h.
+
+        Right after a dose into an empty system C rises like t and E(C) like
+        t^hill, which no polynomial interpolates well when hill is not a whole
+        number: with such a hill the first step after each dose is split
+        geometrically (h/64, h/64, h/32, ..., h/2).
+        """
+        if span <= 1e-12:
+            return []
+        n = int(np.ceil(span / self.max_step_h - 1e-9))
+        h = span / n
+        steps = [h] * n
+        if after_dose and self._graded:
+            steps = list(h * np.r_[1.0, 2.0 ** np.arange(GRADED_LEVELS)] / 2.0**GRADED_LEVELS) + steps[1:]
+        return steps
+
+    def run(self, dose_times, amounts, times, state: dict | None = None):
+        """Simulate from ``state`` (default: drug-free at t = 0).
+
+        dose_times : (D,) sorted dose times, h, shared by all subjects.
+        amounts : (S, D) or (D,) doses in mg (0 = no dose for that subject).
+        times : (T,) sorted report times, h, >= the state's time.
+        Returns (conc (S, T) ng/mL, platelets (S, T) 10^9/L, final state).  A
+        dose at a report time is given before the report (NONMEM order).
+        """
+        state = self.initial_state() if state is None else {k: np.copy(v) for k, v in state.items()}
+        dose_times = sorted_times("dose_times", dose_times)
+        times = sorted_times("times", times)
+        S = self.pd.n_subjects
+        amounts = np.ascontiguousarray(
+            np.broadcast_to(nonnegative("amounts", amounts, "mg"), (S, dose_times.size)), dtype=float
+        )
+        t0 = float(state["t"])
+        if times.size and times[0] < t0 - 1e-9:
+            raise PKPDInputError(f"times start at {times[0]} h, before the state's time {t0} h; report times must not go back.")
+        ops, args = [], []
+        t = t0
+        dosed = False
+        for event in np.union1d(dose_times[dose_times >= t0 - 1e-9], times):
+            for h in self._steps(event - t, dosed):
+                ops.append(OP_STEP)
+                args.append(self._step_index(h))
+            t = max(t, event)
+            dosed = False
+            for j in np.flatnonzero(np.abs(dose_times - event) <= 1e-9):
+                ops.append(OP_DOSE)
+                args.append(j)
+                dosed = dosed or bool(amounts[:, j].any())
+            for i in np.flatnonzero(np.abs(times - event) <= 1e-9):
+                ops.append(OP_REPORT)
+                args.append(i)
+        conc = np.full((S, times.size), np.nan)
+        plt = np.full((S, times.size), np.nan)
+        if any(op == OP_STEP for op in ops):
+            tables = {name: np.stack([c[name] for c in self._cache.values()]) for name in self._cache[next(iter(self._cache))]}
+        else:
+            tables = self._empty_tables()
+        p = self.pd
+        _run_plan(
+            np.array(ops, np.int64), np.array(args, np.int64), amounts,
+            tables["phi"], tables["w"], tables["phi_nodes"], tables["w_nodes"],
+            tables["ek_nodes"], tables["bk_nodes"], tables["ek_end"], tables["eka_end"], tables["bk_end"],
+            self.v, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
+            FEEDBACK_SWEEPS if self._feedback else 0,
+            state["ag"], state["ac"], state["x"], conc, plt,
+        )
+        state["t"] = max(t, t0)
+        return conc, plt, state
+
+    def _empty_tables(self) -> dict:
+        S, m, big_n = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1
+        z = np.zeros
+        return {
+            "phi": z((1, S, big_n, big_n)), "w": z((1, S, big_n, m)), "phi_nodes": z((1, S, m, big_n)),
+            "w_nodes": z((1, S, m, m)), "ek_nodes": z((1, S, m)), "bk_nodes": z((1, S, m)),
+            "ek_end": z((1, S)), "eka_end": z((1, S)), "bk_end": z((1, S)),
+        }

@@ -1,0 +1,112 @@
+"""Simulation: a model specification and a regimen in, labelled results out.
+
+:func:`simulate` gives one subject at the model's typical values as a
+DataFrame; :func:`simulate_population` draws (or takes) individual parameters
+and simulates all subjects at once, vectorised, returning an
+``xarray.Dataset`` with dimensions (``id``, ``time``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .checks import PKPDInputError, sorted_times
+from .models import PARAMETER_UNITS, PARAMETERS, PKPDModel
+from .pd import PKPDSolver, TransitParams
+from .regimen import Regimen
+
+
+def solver_for(parameters: pd.DataFrame, **options) -> PKPDSolver:
+    """A :class:`PKPDSolver` for individual parameters (one row per subject)."""
+    missing = [p for p in PARAMETERS if p not in parameters]
+    if missing:
+        raise PKPDInputError(f"parameters lack columns {missing}; give every one of {list(PARAMETERS)}.")
+    if len(parameters) < 1:
+        raise PKPDInputError("parameters has no rows; the population size must be >= 1.")
+    pd_params = TransitParams.from_values(
+        **{p: parameters[p].to_numpy(float) for p in ("emax", "ec50", "hill", "n_transit", "mtt", "gamma", "plt0", "lifespan")}
+    )
+    return PKPDSolver(
+        parameters["ka"].to_numpy(float), parameters["cl"].to_numpy(float), parameters["v"].to_numpy(float),
+        pd_params, **options,
+    )
+
+
+def _check_regimen(regimen: Regimen) -> None:
+    if not isinstance(regimen, Regimen):
+        raise PKPDInputError(f"regimen must be a pkpd.Regimen; got {type(regimen).__name__}. Build one with Regimen.daily(...).")
+    if any(d.ss or d.reset for d in regimen.doses):
+        raise PKPDInputError(
+            "the PK/PD simulator starts from the drug-free state and does not take steady-state (SS) or "
+            "reset doses; write the run-in doses out explicitly, e.g. Regimen.daily(dose, days)."
+        )
+
+
+def simulate(model: PKPDModel, regimen: Regimen, times) -> pd.DataFrame:
+    """Simulate one subject at the model's typical values.
+
+    times : sorted report times, h.  Returns a DataFrame with columns ``time``
+    (h), ``conc`` (ng/mL) and ``platelets`` (10^9/L).
+    """
+    _check_regimen(regimen)
+    times = sorted_times("times", times)
+    conc, plt, _ = solver_for(model.typical_parameters()).run(regimen.times, regimen.amounts, times)
+    return pd.DataFrame({"time": times, "conc": conc[0], "platelets": plt[0]})
+
+
+def simulate_population(
+    model: PKPDModel,
+    regimen: Regimen,
+    times,
+    n: int | None = None,
+    seed=None,
+    parameters: pd.DataFrame | None = None,
+    observed: bool = True,
+) -> xr.Dataset:
+    """Simulate a population, vectorised across subjects.
+
+    Either ``n`` subjects are drawn from the model's variability with ``seed``,
+    or individual ``parameters`` are given (a DataFrame with one row per subject
+    and a column per parameter; missing parameters take the typical value),
+    for example posterior draws.
+
+    Returns an ``xarray.Dataset`` with dimensions ``id`` and ``time`` (h) and
+    variables ``conc`` (ng/mL) and ``platelets`` (10^9/L), their observed
+    versions with residual error (``conc_obs``, ``platelets_obs``, when
+    ``observed``), and each subject's parameters as variables along ``id``.
+    ``result.to_dataframe()`` gives the long (tidy) table.
+    """
+    _check_regimen(regimen)
+    times = sorted_times("times", times)
+    rng = np.random.default_rng(seed)
+    if parameters is None:
+        if n is None:
+            raise PKPDInputError("give either n (population size) or parameters (one row per subject).")
+        parameters = model.sample_parameters(n, seed=rng)
+    else:
+        unknown = [c for c in parameters.columns if c not in (*PARAMETERS, "ID", "responder")]
+        if unknown:
+            raise PKPDInputError(f"parameters has unknown columns {unknown}; known: {list(PARAMETERS)} and ID.")
+        parameters = parameters.reset_index(drop=True).copy()
+        for p in PARAMETERS:
+            if p not in parameters:
+                parameters[p] = model.typical[p]
+        if "ID" not in parameters:
+            parameters.insert(0, "ID", np.arange(1, len(parameters) + 1))
+    conc, plt, _ = solver_for(parameters).run(regimen.times, regimen.amounts, times)
+    ds = xr.Dataset(
+        {
+            "conc": (("id", "time"), conc, {"units": "ng/mL"}),
+            "platelets": (("id", "time"), plt, {"units": "10^9/L"}),
+        },
+        coords={"id": parameters["ID"].to_numpy(), "time": ("time", times, {"units": "h"})},
+        attrs={"model": model.name, "population": model.population, "regimen": repr(regimen)},
+    )
+    if observed:
+        ds["conc_obs"] = (("id", "time"), model.residual_conc.sample(conc, rng), {"units": "ng/mL"})
+        ds["platelets_obs"] = (("id", "time"), model.residual_plt.sample(plt, rng), {"units": "10^9/L"})
+    for p in parameters.columns.drop("ID"):
+        ds[p] = ("id", parameters[p].to_numpy(), {"units": PARAMETER_UNITS.get(p, "")})
+    return ds

@@ -20,7 +20,8 @@ entering P1 only.  Over a step of length ``h`` the exact solution is
 
 We never step across a dose, so ``u`` is analytic on every step (C is a closed
 form there).  ``u`` is interpolated at ``m`` Gauss-Legendre nodes (Lagrange
-polynomials) and the integral of the interpolant against the matrix exponential
+polynomials; right after a dose the nodes sit on an exponential time map that
+crowds them into the fast absorption phase) and the integral of the interpolant against the matrix exponential
 is done to machine precision: ``e^{A h}`` and the node weights
 ``integral e^{A(h-s)} b l_j(s) ds`` are computed once per subject and step
 length (Taylor series of the small, slow chain, and a Gauss rule of higher
@@ -58,6 +59,11 @@ FEEDBACK_SWEEPS = 4
 #: Geometric refinement of the first step after a dose when hill is not a
 #: whole number (from an empty system E(C) ~ t^hill, not a polynomial).
 GRADED_LEVELS = 6
+#: Steps that start at a dose, when ka*h > MAP_MIN_KA_H for some subject, place
+#: their nodes on an exponential time map of rate MAP_ALPHA (see _build): the
+#: absorption transient then costs no extra steps.
+MAP_ALPHA = 4.0
+MAP_MIN_KA_H = 2.0
 #: Extra Gauss points (beyond the m input nodes) for the input-response integrals.
 QUADRATURE_EXTRA = 12
 #: Largest ||A h||_1 of the chain matrix over one step (sets the step for very
@@ -205,23 +211,20 @@ def _impulse(n, ktr, kdeg, tau, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def _propagators(ktr, kdeg, n, taus, lag, qz, qw):
-    """Exact chain propagators over [0, tau] for each subject and tau.
+def _propagators(ktr, kdeg, n, taus, lags, coef):
+    """Exact chain propagators for each subject and each tau in ``taus``.
 
-    Returns phi (S, T, N, N) = e^{A tau} and w (S, T, N, m) with
-    w[..., j] = integral_0^tau e^{A (tau - s)} e_1 l_j(s) ds, the response to
-    the j-th Lagrange polynomial of the step's input.  phi is in closed form
-    (Erlang terms for the transit block, :func:`_chain_response` for PLT).  The
-    integral is a K-point Gauss rule (qz, qw on [0, 1]) of a degree m-1
-    polynomial times the slowly varying impulse response: with K = m + 12 its
-    error is far below double precision.  ``lag[t, k, j]`` = l_j at
-    s = tau_t * qz[k] (in the step's own time scale).
+    Returns phi (S, T, N, N) = e^{A tau}, in closed form (Erlang terms for the
+    transit block, :func:`_chain_response` for PLT), and the input weights
+    w (S, T, N, m) = sum_k coef[t, k, j] e^{A lags[t, k]} e_1: a quadrature of
+    integral e^{A (tau - s)} e_1 l_j(s) ds, the response to the j-th Lagrange
+    polynomial of the step's input (see :meth:`PKPDSolver._build`).
     """
     S = ktr.size
     T = taus.size
     big_n = n + 1
-    m = lag.shape[2]
-    K = qz.size
+    K = lags.shape[1]
+    m = coef.shape[2]
     phi = np.zeros((S, T, big_n, big_n))
     w = np.zeros((S, T, big_n, m))
     for s in numba.prange(S):
@@ -235,11 +238,10 @@ def _propagators(ktr, kdeg, n, taus, lag, qz, qw):
                 phi[s, t, n, j] = _chain_response(n - j, ktr[s], kdeg[s], tau)
             phi[s, t, n, n] = np.exp(-kdeg[s] * tau)
             for k in range(K):
-                _impulse(n, ktr[s], kdeg[s], tau * (1.0 - qz[k]), col)
+                _impulse(n, ktr[s], kdeg[s], lags[t, k], col)
                 for j in range(m):
-                    f = tau * qw[k] * lag[t, k, j]
                     for i in range(big_n):
-                        w[s, t, i, j] += f * col[i]
+                        w[s, t, i, j] += coef[t, k, j] * col[i]
     return phi, w
 
 
@@ -346,6 +348,7 @@ class PKPDSolver:
         self.max_step_h = min(self.max_step_h, MAX_CHAIN_NORM / chain_norm)
         self._feedback = bool((self.pd.gamma > 0).any())
         self._graded = bool((self.pd.hill != np.round(self.pd.hill)).any())
+        self._ka_max = float(self.ka.max())
 
     @property
     def k(self):
@@ -357,47 +360,66 @@ class PKPDSolver:
         S = self.pd.n_subjects
         return {"t": 0.0, "ag": np.zeros(S), "ac": np.zeros(S), "x": self.pd.baseline_state()}
 
-    def _step_index(self, h: float) -> int:
-        """Index of the cached propagators for step length h, building them if new."""
-        key = round(h, 9)
+    def _step_index(self, h: float, after_dose: bool) -> int:
+        """Index of the cached propagators for a step of h hours, building them if new."""
+        key = (round(h, 9), after_dose and self._ka_max * h > MAP_MIN_KA_H)
         if key not in self._cache:
-            self._cache[key] = self._build(h)
+            self._cache[key] = self._build(*key)
         return list(self._cache).index(key)
 
-    def _build(self, h: float) -> dict:
+    def _build(self, h: float, mapped: bool) -> dict:
+        """Propagators and PK factors for one step of ``h`` hours.
+
+        The step's input is interpolated in sigma in [0, 1] with s = h phi(sigma).
+        Right after a dose the absorption transient is fast, so ``mapped`` steps
+        use phi(sigma) = (e^{a sigma} - 1)/(e^a - 1), which crowds the nodes
+        into the first hours; otherwise phi(sigma) = sigma.
+        """
         p, c = self.pd, self._c
-        taus = np.concatenate([[h], c * h]) if self._feedback else np.array([h])
+        alpha = MAP_ALPHA if mapped else 0.0
+
+        def phi(x):
+            return np.expm1(alpha * x) / np.expm1(alpha) if alpha else x
+
+        def dphi(x):
+            return alpha * np.exp(alpha * x) / np.expm1(alpha) if alpha else np.ones_like(x)
+
         qz, qw = gauss_legendre(c.size + QUADRATURE_EXTRA)
-        # l_j at the quadrature points of [0, tau], in units of the step h
-        lag = lagrange_basis(c, (taus[:, None] / h) * qz[None, :])
-        phi, w = _propagators(p.ktr, p.kdeg, p.n_transit, taus, lag, qz, qw)
+        # End of the step, then (with feedback) each node: tau = h phi(c_end).
+        ends = np.concatenate([[1.0], c]) if self._feedback else np.array([1.0])
+        sig = ends[:, None] * qz[None, :]  # quadrature points in sigma, (T, K)
+        taus = h * phi(ends)
+        lags = taus[:, None] - h * phi(sig)
+        coef = (ends[:, None] * qw[None, :] * h * dphi(sig))[..., None] * lagrange_basis(c, sig)
+        phi_all, w_all = _propagators(p.ktr, p.kdeg, p.n_transit, taus, lags, coef)
         ka, k = self.ka[:, None], self.k[:, None]
-        tau = (c * h)[None, :]
+        tau = h * phi(c)[None, :]
         S, m, big_n = p.n_subjects, c.size, p.n_transit + 1
         return {
-            "phi": phi[:, 0], "w": w[:, 0],
-            "phi_nodes": phi[:, 1:, -1, :] if self._feedback else np.zeros((S, m, big_n)),
-            "w_nodes": w[:, 1:, -1, :] if self._feedback else np.zeros((S, m, m)),
+            "phi": phi_all[:, 0], "w": w_all[:, 0],
+            "phi_nodes": phi_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, big_n)),
+            "w_nodes": w_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, m)),
             "ek_nodes": np.exp(-k * tau), "bk_nodes": ka * pk.exp_divdiff(k * tau, tau, ka - k),
             "ek_end": np.exp(-self.k * h), "eka_end": np.exp(-self.ka * h),
             "bk_end": self.ka * pk.exp_divdiff(self.k * h, h, self.ka - self.k),
         }
 
-    def _steps(self, span: float, after_dose: bool) -> list[float]:
-        """Step lengths covering ``span`` h: equal steps <= max_step_h.
+    def _steps(self, span: float, after_dose: bool) -> list[tuple[float, bool]]:
+        """(length h, starts right after a dose) of the steps covering ``span`` h.
 
-        Right after a dose into an empty system C rises like t and E(C) like
-        t^hill, which no polynomial interpolates well when hill is not a whole
-        number: with such a hill the first step after each dose is split
-        geometrically (h/64, h/64, h/32, ..., h/2).
+        Equal steps <= max_step_h.  Right after a dose into an empty system C
+        rises like t and E(C) like t^hill, which no polynomial interpolates
+        well when hill is not a whole number: with such a hill the first step
+        after each dose is split geometrically (h/64, h/64, h/32, ..., h/2).
         """
         if span <= 1e-12:
             return []
         n = int(np.ceil(span / self.max_step_h - 1e-9))
         h = span / n
-        steps = [h] * n
+        steps = [(h, after_dose)] + [(h, False)] * (n - 1)
         if after_dose and self._graded:
-            steps = list(h * np.r_[1.0, 2.0 ** np.arange(GRADED_LEVELS)] / 2.0**GRADED_LEVELS) + steps[1:]
+            pieces = h * np.r_[1.0, 2.0 ** np.arange(GRADED_LEVELS)] / 2.0**GRADED_LEVELS
+            steps = [(x, False) for x in pieces] + steps[1:]
         return steps
 
     def run(self, dose_times, amounts, times, state: dict | None = None):
@@ -423,9 +445,9 @@ class PKPDSolver:
         t = t0
         dosed = False
         for event in np.union1d(dose_times[dose_times >= t0 - 1e-9], times):
-            for h in self._steps(event - t, dosed):
+            for h, after_dose in self._steps(event - t, dosed):
                 ops.append(OP_STEP)
-                args.append(self._step_index(h))
+                args.append(self._step_index(h, after_dose))
             t = max(t, event)
             dosed = False
             for j in np.flatnonzero(np.abs(dose_times - event) <= 1e-9):

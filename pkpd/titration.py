@@ -1,0 +1,326 @@
+"""Dose titration rules: what a clinician does with a platelet count at a visit.
+
+A :class:`TitrationRule` is pure data (thresholds in 10^9/L, dose ladder in mg,
+visit interval and waiting times in days, confirmation counts), so a user can
+try another rule by editing numbers, never code.  The default is the rule of
+the shared science notes (``hetrombopag.md``), in the style of the eltrombopag
+label [I] (the phase III step rules were not published; Mei et al., J Hematol
+Oncol 2021;14:37 give the levels 2.5, 3.75, 5 and 7.5 mg/day and the target
+50-250 x10^9/L [R]):
+
+* counts every 7 days;
+* below 50 after >= 14 days on the current dose: one level up (max 7.5 mg);
+* 50-250: keep the dose;
+* above 250: one level down; above 250 at the lowest level: interrupt;
+* above 400: interrupt; restart one level lower once below 150;
+* no stop rule by default (the notes' rule has none); a stop for lack of
+  response after N days at the highest level is one field away
+  (``stop_after_days_at_max=28``: the eltrombopag label discontinues after 4
+  weeks at the maximum dose without response).
+
+Decisions see the *observed* count (model prediction with visit-to-visit
+noise), never the true one.  Every patient's state is a set of numpy arrays,
+so one call decides for any number of patients at once (:meth:`TitrationRule.step`);
+:meth:`TitrationRule.follow` applies the same code to one hand-made sequence of
+counts and returns the decision log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+
+from .checks import PKPDInputError, finite, nonnegative, positive
+
+#: Action names, indexed by the integer codes used in the vectorised state.
+ACTIONS = (
+    "start",        # day 0: first dose given, no decision
+    "hold",         # dose kept (in range, or below range but too early to step up)
+    "up",           # one level up
+    "down",         # one level down
+    "interrupt",    # dose set to 0 mg, to be resumed
+    "resume",       # back on drug after an interruption
+    "interrupted",  # still interrupted (count not yet below the resume threshold)
+    "stop",         # treatment stopped for lack of response (permanent)
+    "stopped",      # visit of a patient who stopped earlier
+    "fixed",        # arm without a rule: fixed dose (placebo = 0 mg)
+    "observe",      # assessment visit on which the arm's rule makes no decision
+)
+START, HOLD, UP, DOWN, INTERRUPT, RESUME, INTERRUPTED, STOP, STOPPED, FIXED, OBSERVE = range(len(ACTIONS))
+
+
+@dataclass(frozen=True)
+class TitrationState:
+    """Per-patient titration state, arrays of shape (n_patients,).
+
+    level : index into the rule's ladder (0 = 0 mg, interrupted or stopped).
+    resume_level : level to restart at after an interruption.
+    last_change_day : day of the last dose change (start = day 0), days.
+    max_since_day : day the patient reached the top of the ladder (NaN if not there).
+    stopped : treatment stopped for good.
+    low_run, high_run, very_high_run, resume_run : consecutive decision visits
+        below ``low``, above ``high``, above ``interrupt_above`` and below
+        ``resume_below`` (for the confirmation counts).
+    """
+
+    level: np.ndarray
+    resume_level: np.ndarray
+    last_change_day: np.ndarray
+    max_since_day: np.ndarray
+    stopped: np.ndarray
+    low_run: np.ndarray
+    high_run: np.ndarray
+    very_high_run: np.ndarray
+    resume_run: np.ndarray
+
+    @property
+    def interrupted(self) -> np.ndarray:
+        """On a pause (0 mg) that will be resumed."""
+        return (self.level == 0) & ~self.stopped
+
+
+@dataclass(frozen=True)
+class TitrationRule:
+    """A dose-titration rule, fully described by data.
+
+    ladder_mg : dose levels, mg once daily, ascending, starting at 0 (the
+        interruption level; it is added if left out).
+    visit_every_days : decision visits every this many days from day 0 (days).
+    low, high : target range of the observed count, 10^9/L: below ``low`` step
+        up, within [low, high] keep, above ``high`` step down.
+    interrupt_above : above this count (10^9/L) interrupt the drug at once.
+    resume_below : an interrupted patient restarts once below this (10^9/L),
+        ``resume_levels_down`` levels below the dose before the interruption
+        (never below the lowest non-zero level).
+    interrupt_at_lowest : above ``high`` on the lowest non-zero level,
+        interrupt (True) or keep the dose (False).
+    step_up_after_days : a step up needs at least this many days on the
+        current dose (days); the eltrombopag label says 2 weeks.
+    min_days_between_changes : no step up or down sooner than this after the
+        last change (days).  Interruptions for safety are never delayed.
+    confirm_up, confirm_down, confirm_interrupt, confirm_resume : how many
+        consecutive decision visits must show the condition before acting
+        (1 = act on a single count).
+    stop_after_days_at_max : stop treatment if the count is still below
+        ``low`` after this many days at the highest level (days); None = never.
+    name : a label for tables and plots.
+    """
+
+    ladder_mg: tuple[float, ...] = (0.0, 2.5, 3.75, 5.0, 7.5)
+    visit_every_days: float = 7.0
+    low: float = 50.0
+    high: float = 250.0
+    interrupt_above: float = 400.0
+    resume_below: float = 150.0
+    resume_levels_down: int = 1
+    interrupt_at_lowest: bool = True
+    step_up_after_days: float = 14.0
+    min_days_between_changes: float = 7.0
+    confirm_up: int = 1
+    confirm_down: int = 1
+    confirm_interrupt: int = 1
+    confirm_resume: int = 1
+    stop_after_days_at_max: float | None = None
+    name: str = "label-style titration"
+
+    def __post_init__(self):
+        ladder = finite("ladder_mg", self.ladder_mg, "mg")
+        if ladder.ndim != 1 or ladder.size == 0:
+            raise PKPDInputError(f"ladder_mg must be a list of dose levels in mg, e.g. [0, 2.5, 5]; got {self.ladder_mg!r}.")
+        nonnegative("ladder_mg", ladder, "mg")
+        if ladder[0] != 0.0:
+            ladder = np.r_[0.0, ladder]
+        if ladder.size < 2 or np.any(np.diff(ladder) <= 0):
+            raise PKPDInputError(
+                f"ladder_mg must hold at least one dose > 0 mg in strictly increasing order; got {list(self.ladder_mg)}. "
+                "Sort the levels and remove duplicates, e.g. [0, 2.5, 3.75, 5, 7.5]."
+            )
+        object.__setattr__(self, "ladder_mg", tuple(float(x) for x in ladder))
+        positive("visit_every_days", self.visit_every_days, "days")
+        for name in ("low", "high", "interrupt_above", "resume_below"):
+            positive(name, getattr(self, name), "10^9/L")
+        if not self.low < self.high < self.interrupt_above:
+            raise PKPDInputError(
+                f"thresholds must satisfy low < high < interrupt_above; got low={self.low}, high={self.high}, "
+                f"interrupt_above={self.interrupt_above} (10^9/L). Reorder them, e.g. 50 < 250 < 400."
+            )
+        if not self.resume_below < self.interrupt_above:
+            raise PKPDInputError(
+                f"resume_below ({self.resume_below}) must be below interrupt_above ({self.interrupt_above}) 10^9/L, "
+                "or an interrupted patient would restart straight into another interruption; e.g. 150."
+            )
+        nonnegative("step_up_after_days", self.step_up_after_days, "days")
+        nonnegative("min_days_between_changes", self.min_days_between_changes, "days")
+        for name in ("confirm_up", "confirm_down", "confirm_interrupt", "confirm_resume", "resume_levels_down"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "resume_levels_down" else 1):
+                lowest = 0 if name == "resume_levels_down" else 1
+                raise PKPDInputError(f"{name} must be a whole number >= {lowest}; got {value!r}.")
+        if not isinstance(self.interrupt_at_lowest, (bool, np.bool_)):
+            raise PKPDInputError(f"interrupt_at_lowest must be true or false; got {self.interrupt_at_lowest!r}.")
+        if self.stop_after_days_at_max is not None:
+            nonnegative("stop_after_days_at_max", self.stop_after_days_at_max, "days")
+
+    # ------------------------------------------------------------ views
+    @property
+    def doses_mg(self) -> np.ndarray:
+        """The ladder as an array, mg (element 0 is 0 mg)."""
+        return np.asarray(self.ladder_mg)
+
+    @property
+    def top(self) -> int:
+        """Index of the highest level."""
+        return len(self.ladder_mg) - 1
+
+    def level_of(self, dose_mg: float, what: str = "start dose") -> int:
+        """Ladder index of ``dose_mg``; an error naming the ladder if it is not on it."""
+        hits = np.flatnonzero(np.isclose(self.doses_mg, dose_mg, rtol=0, atol=1e-9))
+        if hits.size == 0:
+            raise PKPDInputError(
+                f"{what} {dose_mg!r} mg is not on the dose ladder {list(self.ladder_mg)} mg of rule {self.name!r}; "
+                "use one of the ladder's levels or add it to ladder_mg."
+            )
+        return int(hits[0])
+
+    def decision_days(self, duration_days: float) -> np.ndarray:
+        """Decision visit days in (0, duration_days], days."""
+        k = np.arange(1, int(np.floor(duration_days / self.visit_every_days + 1e-9)) + 1)
+        return k * float(self.visit_every_days)
+
+    def with_(self, **changes) -> "TitrationRule":
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise PKPDInputError(f"TitrationRule has no field(s) {sorted(unknown)}; fields: {[f.name for f in fields(self)]}.")
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------ decisions
+    def start(self, start_mg: float, n: int) -> TitrationState:
+        """State of ``n`` patients starting on ``start_mg`` mg at day 0."""
+        level = self.level_of(start_mg)
+        if level == 0:
+            raise PKPDInputError(
+                f"a titrated arm cannot start at 0 mg (it would never leave it); got start dose {start_mg!r} mg. "
+                "Start on a level > 0, or give the arm no rule for placebo."
+            )
+        zeros = np.zeros(n, dtype=np.int64)
+        return TitrationState(
+            level=np.full(n, level, dtype=np.int64),
+            resume_level=np.full(n, level, dtype=np.int64),
+            last_change_day=np.zeros(n),
+            max_since_day=np.full(n, 0.0 if level == self.top else np.nan),
+            stopped=np.zeros(n, dtype=bool),
+            low_run=zeros, high_run=zeros.copy(), very_high_run=zeros.copy(), resume_run=zeros.copy(),
+        )
+
+    def step(self, state: TitrationState, day: float, observed) -> tuple[TitrationState, np.ndarray]:
+        """One decision visit for every patient at once.
+
+        state : the patients' :class:`TitrationState`.
+        day : the visit day (days since the first dose).
+        observed : observed platelet counts, 10^9/L, shape (n_patients,).
+
+        Returns the new state and the action codes (indices into
+        :data:`ACTIONS`); the new dose is ``rule.doses_mg[new_state.level]``.
+        Checks in order of priority: stopped; interrupted (resume?); above
+        ``interrupt_above``; above ``high``; stop for lack of response; below
+        ``low``; otherwise hold.
+        """
+        y = np.asarray(observed, float)
+        if y.shape != state.level.shape:
+            raise PKPDInputError(f"observed has shape {y.shape} but there are {state.level.size} patients; give one count each.")
+        nonnegative("observed platelet count", y, "10^9/L")
+        level = state.level.copy()
+        resume_level = state.resume_level.copy()
+        last = state.last_change_day.copy()
+        stopped = state.stopped.copy()
+        interrupted = state.interrupted
+        low_run = np.where(y < self.low, state.low_run + 1, 0)
+        high_run = np.where(y > self.high, state.high_run + 1, 0)
+        very_high_run = np.where(y > self.interrupt_above, state.very_high_run + 1, 0)
+        resume_run = np.where(y < self.resume_below, state.resume_run + 1, 0)
+        since = day - last
+        may_change = since >= self.min_days_between_changes - 1e-9
+        on_drug = ~stopped & ~interrupted
+
+        action = np.full(y.shape, HOLD, dtype=np.int64)
+        undecided = np.ones(y.shape, dtype=bool)
+
+        def take(mask, code):
+            nonlocal undecided
+            mask = mask & undecided
+            action[mask] = code
+            undecided = undecided & ~mask
+            return mask
+
+        take(stopped, STOPPED)
+        # interrupted: restart lower once the count has come down
+        resume = take(interrupted & (resume_run >= self.confirm_resume), RESUME)
+        level[resume] = np.maximum(resume_level[resume] - self.resume_levels_down, 1)
+        take(interrupted, INTERRUPTED)
+        # too high: interrupt at once (safety, no waiting time)
+        lowest = level == 1
+        interrupt = take(on_drug & (very_high_run >= self.confirm_interrupt), INTERRUPT)
+        above = on_drug & (high_run >= self.confirm_down) & may_change
+        if self.interrupt_at_lowest:
+            interrupt |= take(above & lowest, INTERRUPT)
+        resume_level[interrupt] = level[interrupt]
+        level[interrupt] = 0
+        down = take(above & ~lowest, DOWN)
+        level[down] -= 1
+        # too low: stop after long enough at the top, else step up when allowed
+        at_top = on_drug & (level == self.top)
+        if self.stop_after_days_at_max is not None:
+            waited = day - state.max_since_day >= self.stop_after_days_at_max - 1e-9  # NaN compares False
+            stop = take(at_top & (y < self.low) & waited, STOP)
+            level[stop] = 0
+            stopped[stop] = True
+        up = take(
+            on_drug & ~at_top & (low_run >= self.confirm_up) & may_change
+            & (since >= self.step_up_after_days - 1e-9),
+            UP,
+        )
+        level[up] += 1
+
+        changed = (action == UP) | (action == DOWN) | (action == INTERRUPT) | (action == RESUME) | (action == STOP)
+        last[changed] = day
+        max_since = np.where(level == self.top, np.where(changed, day, state.max_since_day), np.nan)
+        # a change starts the confirmation counts afresh
+
+        def reset(run):
+            return np.where(changed, 0, run)
+
+        new = TitrationState(
+            level=level, resume_level=resume_level, last_change_day=last, max_since_day=max_since, stopped=stopped,
+            low_run=reset(low_run), high_run=reset(high_run), very_high_run=reset(very_high_run),
+            resume_run=reset(resume_run),
+        )
+        return new, action
+
+    def follow(self, counts, start_mg: float, days=None) -> pd.DataFrame:
+        """Apply the rule to one patient's observed counts (a hand-made sequence).
+
+        counts : observed platelets at the decision visits, 10^9/L.
+        start_mg : dose from day 0, mg (on the ladder).
+        days : visit days; default every ``visit_every_days`` from the first.
+
+        Returns one row per visit: ``day``, ``observed`` (10^9/L), ``action``,
+        ``dose_mg`` (the dose from this visit on) — the same code path as the
+        vectorised trial.
+        """
+        counts = nonnegative("counts", counts, "10^9/L")
+        if counts.ndim != 1:
+            raise PKPDInputError(f"counts must be a 1-D sequence of platelet counts; got shape {counts.shape}.")
+        if days is None:
+            days = self.visit_every_days * np.arange(1, counts.size + 1)
+        days = finite("days", days, "days")
+        if days.shape != counts.shape:
+            raise PKPDInputError(f"days and counts must have the same length; got {days.size} and {counts.size}.")
+        state = self.start(start_mg, 1)
+        rows = []
+        for day, y in zip(days, counts):
+            state, code = self.step(state, float(day), np.array([y]))
+            rows.append((float(day), float(y), ACTIONS[code[0]], self.ladder_mg[state.level[0]]))
+        return pd.DataFrame(rows, columns=["day", "observed", "action", "dose_mg"])

@@ -9,7 +9,13 @@ from .nca import nca
 from .nonmem import Dataset, Subject, read_nonmem
 from .pk import OneCompartmentOral
 from .regimen import Dose, Regimen
+from . import models
+from .simulate import simulate, simulate_population
+from .titration import TitrationRule
+from .trial import Arm, Endpoints, Trial
+from .scenario import load_scenario, run_scenario
 
 __version__ = "0.1.0"
 
 __all__ = ["Dataset", "Dose", "OneCompartmentOral", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
+__all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "models", "run_scenario", "simulate", "simulate_population"]

@@ -1,0 +1,399 @@
+"""Scenario files: a virtual trial written as TOML, checked, run and saved.
+
+A scenario file has these tables (every key is checked; an unknown key, a
+wrong type, thresholds in an impossible order or a start dose off its ladder
+stop the load with an error naming the key and the fix)::
+
+    [scenario]     name, description, seed, replicates
+    [model]        population ("itp" | "healthy"), nonresponder_fraction,
+                   and any typical-value override (ec50 = 20.0, ...)
+    [trial]        duration_days, visit_every_days, treatment_days
+    [endpoints]    response, primary_day, target, above, below,
+                   stopped_as_nonresponders
+    [rules.NAME]   the fields of pkpd.TitrationRule (all optional)
+    [[arms]]       name, n, start_mg, rule (a NAME above; none = fixed dose)
+    [arms.published]  endpoint, responders, n, source: a published result to
+                   print beside the simulated one
+
+See ``scenarios/itp_phase3.toml`` for a complete, commented example.
+:func:`run_scenario` loads, runs, compares with the published numbers and
+writes the outputs (CSV tables, NONMEM records, PNG plots).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .checks import PKPDInputError
+from .models import PARAMETERS, hetrombopag
+from .titration import TitrationRule
+from .trial import ENDPOINTS, Arm, Endpoints, Trial, TrialResult, clopper_pearson
+
+#: Default output folder (relative to the working directory) when none is given.
+DEFAULT_OUT = Path("pkpd-results")
+
+# Key -> (expected type, what it means).  Types: "number", "whole", "bool",
+# "text", "numbers" (list of numbers), "pair" (two numbers).
+_SCHEMA = {
+    "scenario": {
+        "name": ("text", "a short name, used for the output folder"),
+        "description": ("text", "one line shown in reports"),
+        "seed": ("whole", "random seed (whole number >= 0)"),
+        "replicates": ("whole", "replicate trials (>= 1)"),
+    },
+    "model": {
+        "population": ("text", '"itp" or "healthy"'),
+        "nonresponder_fraction": ("number", "share of patients without drug effect, 0-1"),
+        **{p: ("number", f"typical {p} override") for p in PARAMETERS},
+    },
+    "trial": {
+        "duration_days": ("whole", "days of follow-up"),
+        "visit_every_days": ("whole", "days between assessment visits"),
+        "treatment_days": ("whole", "days of dosing (default: whole trial)"),
+    },
+    "endpoints": {
+        "response": ("number", "response threshold, 10^9/L"),
+        "primary_day": ("whole_or_false", "day of the primary assessment (false = none)"),
+        "target": ("pair", "[low, high] range for time in range, 10^9/L"),
+        "above": ("number", "threshold for time above, 10^9/L"),
+        "below": ("number", "threshold for time below, 10^9/L"),
+        "stopped_as_nonresponders": ("bool", "stopped patients count as non-responders"),
+    },
+    "rule": {
+        "ladder_mg": ("numbers", "dose levels, mg, e.g. [0, 2.5, 3.75, 5, 7.5]"),
+        "visit_every_days": ("number", "days between decision visits"),
+        "low": ("number", "step up below this, 10^9/L"),
+        "high": ("number", "step down above this, 10^9/L"),
+        "interrupt_above": ("number", "interrupt above this, 10^9/L"),
+        "resume_below": ("number", "resume once below this, 10^9/L"),
+        "resume_levels_down": ("whole", "levels below the pre-interruption dose to resume at"),
+        "interrupt_at_lowest": ("bool", "interrupt when above high on the lowest level"),
+        "step_up_after_days": ("number", "days on the current dose before a step up"),
+        "min_days_between_changes": ("number", "days between dose changes"),
+        "confirm_up": ("whole", "consecutive low counts before stepping up"),
+        "confirm_down": ("whole", "consecutive high counts before stepping down"),
+        "confirm_interrupt": ("whole", "consecutive very high counts before interrupting"),
+        "confirm_resume": ("whole", "consecutive counts below resume_below before resuming"),
+        "stop_after_days_at_max": ("number", "stop if below low after this many days at the top level"),
+        "name": ("text", "label of the rule"),
+    },
+    "arm": {
+        "name": ("text", "arm label"),
+        "n": ("whole", "patients per trial"),
+        "start_mg": ("number", "once-daily dose from day 0, mg (0 without rule = placebo)"),
+        "rule": ("text", "name of a [rules.NAME] table; leave out for a fixed dose"),
+        "published": ("table", "published result: endpoint, responders, n, source"),
+    },
+    "published": {
+        "endpoint": ("text", f"one of {list(ENDPOINTS)[:3]} (binomial endpoints)"),
+        "responders": ("whole", "patients with the endpoint"),
+        "n": ("whole", "patients in the published arm"),
+        "source": ("text", "citation"),
+    },
+}
+_TOP = ("scenario", "model", "trial", "endpoints", "rules", "arms")
+_EXAMPLES = {"number": "70", "whole": "70", "whole_or_false": "56", "bool": "true", "text": '"label"', "numbers": "[0, 2.5, 5]", "pair": "[50, 250]"}
+
+
+# ================================================================= validation
+def _type_ok(value, kind: str) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "number":
+        return number
+    if kind == "whole":
+        return number and float(value).is_integer()
+    if kind == "whole_or_false":
+        return value is False or (number and float(value).is_integer())
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "table":
+        return isinstance(value, dict)
+    if kind in ("numbers", "pair"):
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        return ok and (kind == "numbers" or len(value) == 2)
+    raise AssertionError(kind)
+
+
+def _check_table(table, schema: str, where: str, required: tuple[str, ...] = ()) -> dict:
+    """Unknown keys, missing keys and types of one TOML table."""
+    if not isinstance(table, dict):
+        raise PKPDInputError(f"{where} must be a table ([{where}] section); got {type(table).__name__}.")
+    allowed = _SCHEMA[schema]
+    for key, value in table.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise PKPDInputError(
+                f"unknown key {where}.{key}; {hint}allowed keys in {where}: {sorted(allowed)}. Remove or rename it."
+            )
+        kind, meaning = allowed[key]
+        if not _type_ok(value, kind):
+            what = {"whole": "a whole number", "whole_or_false": "a whole number or false", "numbers": "a list of numbers", "pair": "a list of two numbers",
+                    "table": "a table", "text": "a text in quotes"}.get(kind, f"a {kind}")
+            raise PKPDInputError(
+                f"{where}.{key} must be {what} ({meaning}); got {value!r} ({type(value).__name__}). "
+                f"Write e.g. {key} = {_EXAMPLES.get(kind, '...')}."
+            )
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise PKPDInputError(f"{where} lacks required key(s) {missing}; add e.g. {missing[0]} = {_EXAMPLES[allowed[missing[0]][0]]}.")
+    return table
+
+
+def _wrap(where: str, build, *args, **kwargs):
+    """Call ``build``; prefix a PKPDInputError with the scenario key it came from."""
+    try:
+        return build(*args, **kwargs)
+    except PKPDInputError as err:
+        raise PKPDInputError(f"{where}: {err}") from None
+
+
+# ================================================================= scenario
+@dataclass(frozen=True)
+class Published:
+    """A published binomial result: ``responders`` of ``n`` patients (source cited)."""
+
+    endpoint: str
+    responders: int
+    n: int
+    source: str = ""
+
+    def __post_init__(self):
+        if self.endpoint not in ENDPOINTS or ENDPOINTS[self.endpoint][1] != "binomial":
+            binomial = [k for k, (_, kind) in ENDPOINTS.items() if kind == "binomial"]
+            raise PKPDInputError(f"published endpoint {self.endpoint!r} is not a binomial endpoint; use one of {binomial}.")
+        if not 0 <= self.responders <= self.n or self.n < 1:
+            raise PKPDInputError(f"published responders ({self.responders}) must lie in 0..n (n={self.n}, >= 1).")
+
+    @property
+    def rate(self) -> float:
+        return self.responders / self.n
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """Clopper-Pearson 95% interval of the published share."""
+        lo, hi = clopper_pearson(self.responders, self.n)
+        return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A loaded, validated scenario: the trial design plus run settings."""
+
+    name: str
+    trial: Trial
+    seed: int | None = None
+    replicates: int = 1
+    description: str = ""
+    published: Mapping[str, Published] = field(default_factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path) -> "Scenario":
+        """Read and validate a scenario TOML file."""
+        path = Path(path)
+        if not path.is_file():
+            raise PKPDInputError(f"scenario file {str(path)!r} not found; give the path to a .toml file (e.g. scenarios/itp_phase3.toml).")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise PKPDInputError(f"scenario file {path}: not valid TOML ({err}); fix the syntax.") from None
+        return _wrap(f"scenario file {path}", cls.from_dict, data, path=path)
+
+    @classmethod
+    def from_dict(cls, data: dict, path: Path | None = None) -> "Scenario":
+        """Build from the parsed TOML (see the module docs for the layout)."""
+        for key in data:
+            if key not in _TOP:
+                close = difflib.get_close_matches(key, _TOP, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise PKPDInputError(f"unknown table [{key}]; {hint}allowed: {list(_TOP)}.")
+        sc = _check_table(data.get("scenario", {}), "scenario", "scenario", required=("name",))
+        mo = dict(_check_table(data.get("model", {}), "model", "model"))
+        tr = _check_table(data.get("trial", {}), "trial", "trial", required=("duration_days",))
+        en = _check_table(data.get("endpoints", {}), "endpoints", "endpoints")
+        rules_raw = data.get("rules", {})
+        if not isinstance(rules_raw, dict):
+            raise PKPDInputError("rules must be tables [rules.NAME]; e.g. [rules.label] with ladder_mg = [0, 2.5, 5].")
+        rules = {}
+        for rname, body in rules_raw.items():
+            where = f"rules.{rname}"
+            body = _check_table(body, "rule", where)
+            body = {**body, "name": body.get("name", rname)}
+            if "ladder_mg" in body:
+                body["ladder_mg"] = tuple(body["ladder_mg"])
+            rules[rname] = _wrap(where, TitrationRule, **body)
+
+        population = mo.pop("population", "itp")
+        nonresponders = mo.pop("nonresponder_fraction", None)
+        model = _wrap("model", hetrombopag, population, **mo)
+        if nonresponders is not None:
+            model = _wrap("model.nonresponder_fraction", model.with_, nonresponder_fraction=nonresponders)
+
+        arms_raw = data.get("arms")
+        if not isinstance(arms_raw, list) or not arms_raw:
+            raise PKPDInputError('arms missing: add at least one [[arms]] table with name, n and start_mg.')
+        arms, published = [], {}
+        for i, body in enumerate(arms_raw):
+            where = f"arms[{i}]"
+            body = dict(_check_table(body, "arm", where, required=("name", "n", "start_mg")))
+            where = f"arms[{i}] ({body['name']!r})"
+            pub = body.pop("published", None)
+            rname = body.pop("rule", None)
+            if rname is not None and rname not in rules:
+                raise PKPDInputError(f"{where}.rule = {rname!r} names no [rules.{rname}] table; defined rules: {sorted(rules)}.")
+            rule = rules.get(rname) if rname is not None else None
+            if rule is not None:
+                _wrap(f"{where}.start_mg", rule.level_of, body["start_mg"], "start dose")
+            arms.append(_wrap(where, Arm, body["name"], int(body["n"]), float(body["start_mg"]), rule))
+            if pub is not None:
+                pub = _check_table(pub, "published", f"{where}.published", required=("endpoint", "responders", "n"))
+                published[body["name"]] = _wrap(f"{where}.published", Published, pub["endpoint"], int(pub["responders"]), int(pub["n"]), pub.get("source", ""))
+
+        en = {k: (tuple(v) if k == "target" else v) for k, v in en.items()}
+        if en.get("primary_day") is False:
+            en["primary_day"] = None
+        endpoints = _wrap("endpoints", Endpoints, **en)
+        trial = _wrap("trial", Trial, tuple(arms), model=model, endpoints=endpoints, name=sc["name"], **tr)
+        replicates = int(sc.get("replicates", 1))
+        if replicates < 1:
+            raise PKPDInputError(f"scenario.replicates must be >= 1; got {replicates}.")
+        seed = sc.get("seed")
+        if seed is not None and seed < 0:
+            raise PKPDInputError(f"scenario.seed must be a whole number >= 0; got {seed}.")
+        return cls(sc["name"], trial, None if seed is None else int(seed), replicates, sc.get("description", ""), published, path)
+
+    def run(self, seed=None, replicates: int | None = None, progress: bool = True) -> "ScenarioResult":
+        """Simulate the scenario (seed / replicates override the file's)."""
+        seed = self.seed if seed is None else seed
+        replicates = self.replicates if replicates is None else replicates
+        return ScenarioResult(self, self.trial.run(seed=seed, replicates=replicates, progress=progress))
+
+
+class ScenarioResult:
+    """A scenario's :class:`~pkpd.trial.TrialResult` plus the published comparison.
+
+    endpoints : the trial's endpoint table with, where the scenario gives a
+        published result, its share, Clopper-Pearson 95% interval, source and
+        whether the simulated estimate lies inside (``published_*`` columns).
+    out_dir : where :meth:`save` wrote the files (None before).
+    """
+
+    def __init__(self, scenario: Scenario, result: TrialResult):
+        self.scenario = scenario
+        self.result = result
+        self.out_dir: Path | None = None
+
+    def __getattr__(self, name):  # ledger, doses, platelets, per_replicate, to_nonmem, plots ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.result, name)
+
+    @property
+    def endpoints(self) -> pd.DataFrame:
+        table = self.result.endpoints.copy()
+        cols = {"published_rate": np.nan, "published_low": np.nan, "published_high": np.nan}
+        for c, v in cols.items():
+            table[c] = v
+        table["published_n"] = pd.array([pd.NA] * len(table), dtype="Int64")
+        table["published_source"] = ""
+        for arm, pub in self.scenario.published.items():
+            row = (table["arm"] == arm) & (table["endpoint"] == pub.endpoint)
+            lo, hi = pub.interval
+            table.loc[row, ["published_rate", "published_low", "published_high"]] = [pub.rate, lo, hi]
+            table.loc[row, "published_n"] = pub.n
+            table.loc[row, "published_source"] = pub.source
+        inside = (table["estimate"] >= table["published_low"]) & (table["estimate"] <= table["published_high"])
+        table["inside_published_interval"] = inside.where(table["published_rate"].notna())
+        return table
+
+    def comparison(self) -> str:
+        """Text table: each arm's endpoints, the published result beside."""
+        t = self.endpoints
+        reps = self.result.replicates
+
+        def pct(x):
+            return "" if pd.isna(x) else f"{100 * x:5.1f}%"
+
+        lines = []
+        for _, r in t.iterrows():
+            if r["endpoint"] == "peak_rise_pct":
+                est = f"{r['estimate']:7.1f}%  [{r['trial_low']:.1f}, {r['trial_high']:.1f}]"
+                rep = f"[{r['replicate_low']:.1f}, {r['replicate_high']:.1f}]" if reps > 1 else ""
+            else:
+                est = f"{pct(r['estimate'])}  [{pct(r['trial_low']).strip()}, {pct(r['trial_high']).strip()}]"
+                rep = f"[{pct(r['replicate_low']).strip()}, {pct(r['replicate_high']).strip()}]" if reps > 1 else ""
+            pub = ""
+            if pd.notna(r["published_rate"]):
+                k = round(r["published_rate"] * r["published_n"])
+                mark = "inside" if r["inside_published_interval"] else "OUTSIDE"
+                pub = (f"{pct(r['published_rate'])} ({k}/{r['published_n']}) "
+                       f"[{pct(r['published_low']).strip()}, {pct(r['published_high']).strip()}] {mark}")
+            lines.append({"arm": r["arm"], "endpoint": r["endpoint"], "simulated [95% CI, N]": est,
+                          f"over {reps} replicates": rep, "published [95% CI]": pub})
+        table = pd.DataFrame(lines)
+        if reps == 1:
+            table = table.drop(columns=[f"over {reps} replicates"])
+        head = (f"{self.scenario.name}: {self.scenario.description}\n"
+                f"seed {self.result.seed}, {reps} replicate(s), N per arm: "
+                + ", ".join(f"{a.name} {a.n}" for a in self.scenario.trial.arms))
+        sources = sorted({p.source for p in self.scenario.published.values() if p.source})
+        foot = "\n".join(f"published: {s}" for s in sources)
+        return "\n".join([head, table.to_string(index=False), foot]).rstrip()
+
+    def save(self, out_dir=None) -> Path:
+        """Write the trial outputs (see :meth:`TrialResult.save`) and
+        comparison.txt; the endpoints.csv includes the published columns."""
+        out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / self.scenario.name
+        self.out_dir = _save(self, out)
+        return self.out_dir
+
+
+def _save(res: ScenarioResult, out: Path) -> Path:
+    import shutil
+    import tempfile
+
+    from .trial import _replace_dir
+
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        inner = res.result.save(staging / "trial")
+        res.endpoints.to_csv(inner / "endpoints.csv", index=False)
+        (inner / "comparison.txt").write_text(res.comparison() + "\n")
+        if res.scenario.path is not None:
+            shutil.copyfile(res.scenario.path, inner / "scenario.toml")
+        _replace_dir(inner, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def load_scenario(path) -> Scenario:
+    """Read and validate a scenario file (see the module docs)."""
+    return Scenario.load(path)
+
+
+def run_scenario(path, out=None, seed=None, replicates: int | None = None, progress: bool = True,
+                 save: bool = True) -> ScenarioResult:
+    """Load, run and (by default) save a scenario; what ``pkpd run`` does.
+
+    out : output folder (default ``pkpd-results/<scenario name>``).
+    seed, replicates : override the file's values.
+    Returns a :class:`ScenarioResult` (``.endpoints`` DataFrame, ``.ledger``,
+    ``.doses``, ``.platelets``, ``.out_dir``).
+    """
+    result = load_scenario(path).run(seed=seed, replicates=replicates, progress=progress)
+    if save:
+        result.save(out)
+    return result

@@ -1,0 +1,186 @@
+"""Scenario files and the ``pkpd`` command: shipped scenarios load, every kind
+of bad file stops with the key and the fix, ``run_scenario`` writes its
+outputs, and the CLI runs without importing the fitting stack."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import beta
+
+import pkpd
+from pkpd import PKPDInputError, load_scenario, run_scenario
+from pkpd.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
+PHASE3 = ROOT / "scenarios" / "itp_phase3.toml"
+FORBIDDEN = ("pymc", "pytensor", "arviz", "nutpie")
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_shipped_scenarios_load(path):
+    sc = load_scenario(path)
+    assert sc.name == path.stem
+    assert sc.trial.arms and sc.seed is not None
+
+
+def test_shipped_scenario_set():
+    names = {p.stem for p in SCENARIOS}
+    assert {"itp_phase3", "healthy_multiple_dose", "itp_fixed_vs_titration", "itp_alternative_rules"} <= names
+    alt = load_scenario(ROOT / "scenarios" / "itp_alternative_rules.toml").trial
+    rules = {a.name: a.rule for a in alt.arms}
+    assert rules["visits every 2 weeks"].visit_every_days == 14
+    assert rules["cap 5 mg"].ladder_mg[-1] == 5.0
+    healthy = load_scenario(ROOT / "scenarios" / "healthy_multiple_dose.toml").trial
+    assert healthy.model.population == "healthy" and healthy.treatment_days == 10
+    assert sorted(a.start_mg for a in healthy.arms if a.start_mg) == [2.5, 5.0, 7.5]
+
+
+def test_phase3_scenario_is_the_published_design():
+    sc = load_scenario(PHASE3)
+    arms = {a.name: a for a in sc.trial.arms}
+    assert [(a.n, a.start_mg, a.kind) for a in arms.values()] == [
+        (168, 2.5, "titration"), (171, 5.0, "titration"), (85, 0.0, "placebo")]
+    assert sc.trial.endpoints.primary_day == 56 and sc.trial.model.population == "itp"
+    assert {k: (p.responders, p.n) for k, p in sc.published.items()} == {
+        "2.5 mg + titration": (99, 168), "5 mg + titration": (110, 171), "placebo": (5, 85)}
+    assert arms["5 mg + titration"].rule == pkpd.TitrationRule(name="label")  # the notes' default rule
+
+
+# ---------------------------------------------------------------- bad files
+def write(tmp_path, text):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+BASE = PHASE3.read_text()
+
+
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        ("duration_days = 70", "durations_days = 70", ["unknown key trial.durations_days", "did you mean 'duration_days'"]),
+        ("duration_days = 70", 'duration_days = "ten weeks"', ["trial.duration_days must be a whole number", "'ten weeks'", "duration_days = 70"]),
+        ("n = 171\nstart_mg", "n = 17.5\nstart_mg", ["arms[1].n must be a whole number", "17.5"]),
+        ("high = 250 ", "high = 40 ", ["rules.label", "low < high < interrupt_above", "high=40"]),
+        ("resume_below = 150", "resume_below = 500", ["rules.label", "resume_below (500", "below interrupt_above"]),
+        ("start_mg = 5.0", "start_mg = 4.0", ["arms[1] ('5 mg + titration').start_mg", "4.0 mg is not on the dose ladder", "ladder_mg"]),
+        ('rule = "label"\n[arms.published]\nendpoint = "responders_primary"\nresponders = 110',
+         'rule = "lable"\n[arms.published]\nendpoint = "responders_primary"\nresponders = 110',
+         ["arms[1] ('5 mg + titration').rule = 'lable'", "defined rules: ['label']"]),
+        ("ladder_mg = [0, 2.5, 3.75, 5, 7.5]", "ladder_mg = [0, 5, 2.5]", ["rules.label", "ladder_mg", "increasing"]),
+        ("interrupt_at_lowest = true", "interrupt_at_lowest = 1", ["rules.label.interrupt_at_lowest must be a bool"]),
+        ("[endpoints]", "[endpoint]", ["unknown table [endpoint]", "did you mean 'endpoints'"]),
+        ("primary_day = 56", "primary_day = 60", ["primary_day 60", "not a visit day"]),
+        ("responders = 5\n", "responders = 90\n", ["published responders (90)", "0..n"]),
+        ('population = "itp"', 'population = "ITP patients"', ["model", "population must be 'healthy' or 'itp'"]),
+        ('population = "itp"', 'population = "itp"\nec50 = -3', ["model", "ec50 must be > 0"]),
+        ("seed = 20210237", "seed = -1", ["scenario.seed", ">= 0"]),
+        ("duration_days = 70", "duration_days = 70\n[trial.extra]\nx = 1", ["unknown key trial.extra"]),
+    ],
+)
+def test_bad_scenario_names_key_and_fix(tmp_path, old, new, words):
+    assert old in BASE
+    path = write(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(PKPDInputError) as err:
+        load_scenario(path)
+    message = str(err.value)
+    assert str(path) in message
+    for w in words:
+        assert w in message, message
+
+
+def test_missing_arms_missing_keys_and_broken_toml(tmp_path):
+    with pytest.raises(PKPDInputError, match=r"arms missing"):
+        load_scenario(write(tmp_path, '[scenario]\nname = "x"\n[trial]\nduration_days = 14\n'))
+    with pytest.raises(PKPDInputError, match=r"arms\[0\] lacks required key\(s\) \['start_mg'\]"):
+        load_scenario(write(tmp_path, '[scenario]\nname = "x"\n[trial]\nduration_days = 14\n[[arms]]\nname = "a"\nn = 3\n'))
+    with pytest.raises(PKPDInputError, match="not valid TOML"):
+        load_scenario(write(tmp_path, "[scenario\nname = 1"))
+    with pytest.raises(PKPDInputError, match="not found"):
+        load_scenario(tmp_path / "nope.toml")
+
+
+# ---------------------------------------------------------------- running
+def test_run_scenario_writes_outputs_and_compares_with_published(tmp_path):
+    res = run_scenario(PHASE3, out=tmp_path / "out", seed=3, progress=False)
+    assert res.out_dir == (tmp_path / "out").resolve()
+    files = {p.name for p in res.out_dir.iterdir()}
+    assert {"endpoints.csv", "ledger.csv", "doses.csv", "platelets.csv", "nonmem.csv", "platelets.png", "doses.png",
+            "comparison.txt", "scenario.toml"} <= files
+    e = res.endpoints
+    assert isinstance(e, pd.DataFrame)
+    pub = e[e["published_rate"].notna()].set_index("arm")
+    assert len(pub) == 3 and (pub["endpoint"] == "responders_primary").all()
+    for arm, k, n in (("2.5 mg + titration", 99, 168), ("5 mg + titration", 110, 171), ("placebo", 5, 85)):
+        assert pub.loc[arm, "published_rate"] == pytest.approx(k / n)
+        assert pub.loc[arm, "published_low"] == pytest.approx(beta.ppf(0.025, k, n - k + 1))
+        assert pub.loc[arm, "published_high"] == pytest.approx(beta.ppf(0.975, k + 1, n - k))
+        inside = pub.loc[arm, "published_low"] <= pub.loc[arm, "estimate"] <= pub.loc[arm, "published_high"]
+        assert pub.loc[arm, "inside_published_interval"] == inside
+    saved = pd.read_csv(res.out_dir / "endpoints.csv")
+    np.testing.assert_allclose(saved["estimate"], e["estimate"])
+    assert tomllib.loads((res.out_dir / "scenario.toml").read_text())["scenario"]["name"] == "itp_phase3"
+    assert res.result.seed == 3 and len(res.ledger) == 424 * 11  # 11 visits: days 0..70
+    # the same seed gives the same trial
+    again = load_scenario(PHASE3).run(seed=3, progress=False)
+    pd.testing.assert_frame_equal(again.endpoints, e)
+
+
+def test_replicates_override(tmp_path):
+    res = run_scenario(ROOT / "scenarios" / "healthy_multiple_dose.toml", out=tmp_path / "h", replicates=3, progress=False)
+    e = res.endpoints
+    assert (e["replicates"] == 3).all() and e["replicate_low"].notna().all()
+    assert "responders_primary" not in set(e["endpoint"])  # primary_day = false
+    rise = e[e["endpoint"] == "peak_rise_pct"].set_index("arm")["estimate"]
+    assert rise["placebo"] == pytest.approx(0, abs=1e-6)
+    assert 0 < rise["2.5 mg x10 d"] < rise["5 mg x10 d"] < rise["7.5 mg x10 d"]
+
+
+def test_cli_errors_exit_2_with_the_message(tmp_path, capsys):
+    bad = write(tmp_path, BASE.replace("start_mg = 5.0", "start_mg = 4.0"))
+    assert main(["run", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pkpd: error:") and "4.0 mg is not on the dose ladder" in err
+    assert main(["check", str(PHASE3)]) == 0
+    assert "valid (3 arms, 424 patients per trial)" in capsys.readouterr().out
+
+
+def test_cli_subprocess_runs_prints_and_does_not_import_fitting_stack(tmp_path):
+    """``pkpd run`` in a fresh interpreter: table beside the published numbers,
+    output path printed, progress bar on stderr, no pymc/pytensor/arviz loaded."""
+    out = tmp_path / "cli"
+    code = (
+        "import json, runpy, sys\n"
+        f"sys.argv = ['pkpd', 'run', {str(PHASE3)!r}, '--out', {str(out)!r}, '--seed', '7', '--replicates', '2']\n"
+        "try:\n"
+        "    runpy.run_module('pkpd.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(FORBIDDEN)!r}))))\n"
+    )
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == []
+    text = "\n".join(lines[:-1])
+    assert "58.9% (99/168)" in text and "64.3% (110/171)" in text and "5.9% (5/85)" in text
+    assert "over 2 replicates" in text and f"wrote results to {out.resolve()}" in text
+    assert "visits" in proc.stderr  # the tqdm bar
+    assert (out / "platelets.png").stat().st_size > 10_000 and (out / "doses.png").exists()
+
+
+def test_import_pkpd_does_not_import_fitting_stack():
+    code = f"import sys, pkpd; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(FORBIDDEN)!r})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,341 @@
+"""Virtual trials: the dose ledger, its NONMEM export, endpoints recomputed by
+hand from the ledger, platelets against an independent ODE solution, the ITP
+virtual population against the phase III baseline, and the calibration against
+the phase III primary endpoint (binomial intervals of the published counts).
+
+Published numbers (Mei et al., J Hematol Oncol 2021;14:37, PMC7905908):
+platelets >= 50 x10^9/L at week 8 in 99/168 (start 2.5 mg + titration),
+110/171 (start 5 mg + titration) and 5/85 (placebo); baseline median 13
+(range 1-29), 34-41% below 10 x10^9/L.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.integrate import solve_ivp
+from scipy.stats import beta
+
+import pkpd
+from pkpd import Arm, Endpoints, PKPDInputError, TitrationRule, Trial, models, read_nonmem
+from pkpd.trial import clopper_pearson
+
+RULE = TitrationRule()
+PHASE3_SEED = 20210237  # the seed of scenarios/itp_phase3.toml, fixed before looking at results
+
+
+def small_trial(**changes):
+    arms = (
+        Arm("2.5 mg + titration", 25, 2.5, RULE),
+        Arm("5 mg + titration", 25, 5.0, RULE.with_(stop_after_days_at_max=14)),
+        Arm("fixed 5 mg", 10, 5.0),
+        Arm("placebo", 10, 0.0),
+    )
+    return Trial(arms, **{"duration_days": 42, "endpoints": Endpoints(primary_day=28), **changes})
+
+
+@pytest.fixture(scope="module")
+def small():
+    return small_trial(treatment_days=35).run(seed=11, progress=False)
+
+
+# ---------------------------------------------------------------- independent references
+def cp_published(k, n):
+    """Clopper-Pearson 95% of a published count, straight from the beta quantiles."""
+    return beta.ppf(0.025, k, n - k + 1) if k else 0.0, beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+
+
+def ode_platelets(p, doses_by_day, report_days):
+    """PK + transit-compartment platelets by scipy (DOP853, tight tolerances),
+    restarted at each daily dose (mg at 24 h * day)."""
+    n = int(p["n_transit"])
+    ktr, kdeg, k = n / p["mtt"], 1 / p["lifespan"], p["cl"] / p["v"]
+    kin = p["plt0"] * kdeg
+
+    def rhs(t, y):
+        c = y[1] / p["v"] * 1000.0
+        e = p["emax"] * c / (p["ec50"] + c)
+        d = np.empty_like(y)
+        d[0] = -p["ka"] * y[0]
+        d[1] = p["ka"] * y[0] - k * y[1]
+        d[2] = kin * (1 + e) - ktr * y[2]
+        d[3:n + 2] = ktr * (y[2:n + 1] - y[3:n + 2])
+        d[-1] = ktr * y[n + 1] - kdeg * y[-1]
+        return d
+
+    y = np.r_[0.0, 0.0, np.full(n, kin / ktr), p["plt0"]]
+    out = {}
+    for day in range(int(max(report_days))):
+        if day in report_days:
+            out[day] = y[-1]
+        y = y.copy()
+        y[0] += doses_by_day.get(day, 0.0)
+        y = solve_ivp(rhs, (day * 24.0, (day + 1) * 24.0), y, method="DOP853", rtol=1e-10, atol=1e-12).y[:, -1]
+    out[int(max(report_days))] = y[-1]
+    return np.array([out[d] for d in report_days])
+
+
+def daily_doses_from_ledger(rows: pd.DataFrame, last_dose_day: float) -> dict:
+    """Dose of each day (mg), carried forward from each visit's decision, by hand."""
+    doses, current, visits = {}, 0.0, dict(zip(rows["day"], rows["dose_mg"]))
+    for day in range(int(last_dose_day)):
+        current = visits.get(float(day), current)
+        if current > 0:
+            doses[day] = current
+    return doses
+
+
+# ---------------------------------------------------------------- ledger
+def test_ledger_columns_units_and_visits(small):
+    led = small.ledger
+    assert list(led.columns) == ["replicate", "arm", "ID", "day", "time_h", "assessment", "observed", "true",
+                                 "dose_before_mg", "action", "dose_mg"]
+    np.testing.assert_array_equal(led["time_h"], led["day"] * 24.0)
+    assert led.groupby("ID").size().eq(7).all()  # visits on days 0, 7, ..., 42
+    assert led["ID"].nunique() == 70
+    first = led[led["day"] == 0]
+    assert set(first.loc[first["arm"].str.contains("titration"), "action"]) == {"start"}
+    assert set(first.loc[~first["arm"].str.contains("titration"), "action"]) == {"fixed"}
+    placebo = led[led["arm"] == "placebo"]
+    assert (placebo["dose_mg"] == 0).all()
+    # dosing ends on day 35: no decision and no dose from then on
+    after = led[led["day"] >= 35]
+    assert set(after["action"]) == {"observe"} and (after["dose_mg"] == 0).all()
+    # each row's dose_before is the previous row's dose
+    prev = led.groupby("ID")["dose_mg"].shift(1).fillna(0.0)
+    np.testing.assert_array_equal(led["dose_before_mg"], prev)
+
+
+def test_decisions_see_observed_counts_only(small):
+    """Replaying the rule on each patient's *observed* counts (never the true
+    ones) reproduces every logged action and dose."""
+    led = small.ledger
+    for (arm_name, pid), rows in led[led["arm"].str.contains("titration")].groupby(["arm", "ID"], observed=True):
+        arm = next(a for a in small.trial.arms if a.name == arm_name)
+        visits = rows[(rows["day"] > 0) & (rows["action"] != "observe")]
+        replay = arm.rule.follow(visits["observed"].to_numpy(), arm.start_mg, visits["day"].to_numpy())
+        assert list(replay["action"]) == list(visits["action"].astype(str))
+        np.testing.assert_array_equal(replay["dose_mg"], visits["dose_mg"])
+    # and observed differs from true (the noise is real), so the replay is a real check
+    assert (np.abs(np.log(led["observed"] / led["true"])) > 0.05).mean() > 0.5
+
+
+def test_ledger_exports_to_nonmem_and_reads_back(small):
+    records = small.to_nonmem()
+    data = read_nonmem(records)
+    led = small.ledger
+    assert len(data) == led["ID"].nunique()
+    for pid, rows in led.groupby("ID"):
+        expected = daily_doses_from_ledger(rows, small.trial.last_dose_day)
+        regimen = data.subject(pid).regimen
+        np.testing.assert_array_equal(regimen.times, [24.0 * d for d in expected])
+        np.testing.assert_array_equal(regimen.amounts, list(expected.values()))
+        obs = data.subject(pid).observations
+        np.testing.assert_allclose(obs["dv"], rows["observed"])
+        assert (obs["cmt"] == 3).all()
+
+
+def test_true_platelets_match_independent_ode_with_ledger_doses(small):
+    """The trial's true counts at visits equal a scipy ODE solution driven by
+    the ledger's doses: the decision on day d applies from day d's dose on."""
+    params = small.parameters.set_index("ID")
+    led = small.ledger
+    responders = params[params["responder"]]
+    picks = [responders[responders["arm"] == a].index[0] for a in ("2.5 mg + titration", "5 mg + titration", "fixed 5 mg")]
+    for pid in picks:
+        rows = led[led["ID"] == pid]
+        changed = rows["dose_mg"].nunique() > 1 or pid == picks[-1]
+        assert changed
+        doses = daily_doses_from_ledger(rows, small.trial.last_dose_day)
+        ref = ode_platelets(params.loc[pid], doses, list(rows["day"].astype(int)))
+        np.testing.assert_allclose(rows["true"], ref, rtol=1e-6)
+
+
+def test_placebo_platelets_stay_at_baseline(small):
+    traj = small.trajectories
+    placebo = traj["platelets"].where(traj["arm"] == "placebo", drop=True)
+    x = placebo.values
+    np.testing.assert_allclose(x, np.broadcast_to(x[:, :1], x.shape), rtol=1e-5)
+    params = small.parameters
+    np.testing.assert_allclose(x[:, 0], params.loc[params["arm"] == "placebo", "plt0"], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- endpoints
+def test_endpoints_recomputed_by_hand_from_ledger(small):
+    led, e = small.ledger, small.endpoints.set_index(["arm", "endpoint"])["estimate"]
+    for arm in small.arm_names:
+        rows = led[(led["arm"] == arm) & (led["day"] > 0) & led["assessment"]]
+        per_patient = rows.groupby("ID")["observed"]
+        week4 = rows[rows["day"] == 28].set_index("ID")
+        stopped = led[(led["arm"] == arm) & (led["action"] == "stop") & (led["day"] <= 28)]["ID"]
+        primary = (week4["observed"] >= 50) & ~week4.index.isin(stopped)
+        assert e[(arm, "responders_primary")] == pytest.approx(primary.mean())
+        assert e[(arm, "responded_once")] == pytest.approx((per_patient.max() >= 50).mean())
+        assert e[(arm, "assessments_responding")] == pytest.approx(per_patient.apply(lambda s: (s >= 50).mean()).mean())
+    # time in range etc. from the daily true counts, days 1..42
+    traj = small.trajectories["platelets"]
+    for arm in small.arm_names:
+        x = traj.where(small.trajectories["arm"] == arm, drop=True).isel(day=slice(1, None)).values
+        assert e[(arm, "time_in_range")] == pytest.approx(((x >= 50) & (x <= 250)).mean(), rel=1e-6)
+        assert e[(arm, "time_above")] == pytest.approx((x > 400).mean(), abs=1e-12)
+        assert e[(arm, "time_below")] == pytest.approx((x < 30).mean(), rel=1e-6)
+    # the 5 mg arm has a 14-day stop rule: its stops count as non-responders
+    assert e[("5 mg + titration", "stopped")] > 0
+
+
+def test_endpoint_intervals(small):
+    e = small.endpoints
+    binom = e[e["kind"] == "binomial"]
+    for _, r in binom.iterrows():
+        lo, hi = cp_published(round(r["estimate"] * r["n"]), r["n"])
+        assert (r["trial_low"], r["trial_high"]) == pytest.approx((lo, hi), abs=1e-9)
+    assert e["replicate_low"].isna().all()  # one replicate: no replicate interval
+    assert (e["trial_low"] <= e["estimate"]).all() and (e["estimate"] <= e["trial_high"]).all()
+
+
+def test_clopper_pearson_textbook_values():
+    # k = 0: upper = 1 - (a/2)^(1/n);  k = n: lower = (a/2)^(1/n)
+    lo, hi = clopper_pearson(0, 10)
+    assert lo == 0 and hi == pytest.approx(1 - 0.025 ** (1 / 10))
+    lo, hi = clopper_pearson(10, 10)
+    assert lo == pytest.approx(0.025 ** (1 / 10)) and hi == 1
+    np.testing.assert_allclose(clopper_pearson(99, 168), cp_published(99, 168), rtol=1e-10)
+    with pytest.raises(PKPDInputError, match="0 <= k <= n"):
+        clopper_pearson(5, 3)
+
+
+def test_replicates_intervals_and_dose_distribution():
+    res = small_trial().run(seed=2, replicates=8, progress=False)
+    e = res.endpoints
+    assert (e["replicates"] == 8).all()
+    per = res.per_replicate
+    assert per["replicate"].nunique() == 8
+    for _, r in e.iterrows():
+        vals = per[(per["arm"] == r["arm"]) & (per["endpoint"] == r["endpoint"])]["value"]
+        assert r["estimate"] == pytest.approx(vals.mean())
+        assert (r["replicate_low"], r["replicate_high"]) == pytest.approx(tuple(np.percentile(vals, [2.5, 97.5])))
+    doses = res.doses
+    sums = doses.groupby(["arm", "day"], observed=True)["fraction"].sum()
+    np.testing.assert_allclose(sums, 1.0)
+    assert doses["patients"].sum() == 70 * 8 * 6  # 6 post-baseline visits
+    summary = res.platelets
+    assert ((summary["p05"] <= summary["median"]) & (summary["median"] <= summary["p95"])).all()
+    assert summary.groupby("arm").size().eq(43).all()  # days 0..42
+
+
+# ---------------------------------------------------------------- reproducibility
+def test_seeded_runs_reproduce_and_chunking_does_not_matter():
+    trial = small_trial()
+    a = trial.run(seed=5, replicates=3, progress=False)
+    b = trial.run(seed=5, replicates=3, progress=False, max_chunk=70)  # one replicate per chunk
+    pd.testing.assert_frame_equal(a.ledger, b.ledger)
+    c = trial.run(seed=6, replicates=3, progress=False)
+    assert not np.allclose(a.ledger["observed"], c.ledger["observed"])
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    small_trial(duration_days=14, endpoints=Endpoints(primary_day=14)).run(seed=1, progress=True)
+    captured = capsys.readouterr()
+    assert "visit" in captured.err and captured.out == ""
+
+
+# ---------------------------------------------------------------- output files
+def test_save_writes_everything_atomically(tmp_path, small, monkeypatch):
+    out = small.save(tmp_path / "run")
+    names = {"endpoints.csv", "ledger.csv", "doses.csv", "platelets.csv", "nonmem.csv", "platelets.png", "doses.png"}
+    assert {p.name for p in out.iterdir()} == names
+    back = pd.read_csv(out / "endpoints.csv")
+    np.testing.assert_allclose(back["estimate"], small.endpoints["estimate"])
+    assert read_nonmem(out / "nonmem.csv") == read_nonmem(small.to_nonmem())
+    # a failure half-way leaves the previous folder untouched and no temp folder behind
+    monkeypatch.setattr(type(small), "plot_doses", lambda self: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        small.save(tmp_path / "run")
+    assert {p.name for p in out.iterdir()} == names
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+# ---------------------------------------------------------------- design errors
+@pytest.mark.parametrize(
+    "build, words",
+    [
+        (lambda: Arm("x", 10, 3.0, RULE), ["3.0 mg is not on the dose ladder", "ladder_mg"]),
+        (lambda: Arm("x", 0, 2.5), ["n (patients)", ">= 1"]),
+        (lambda: Arm("x", 10, -1.0), ["start_mg", ">= 0"]),
+        (lambda: Trial((Arm("a", 5, 0.0), Arm("a", 5, 2.5))), ["unique", "'a'"]),
+        (lambda: Trial((Arm("a", 5, 0.0),), duration_days=10.5), ["duration_days", "whole number of days"]),
+        (lambda: Trial((Arm("a", 5, 0.0),), duration_days=42), ["primary_day 56", "not a visit day"]),
+        (lambda: Trial((Arm("a", 5, 0.0),), duration_days=28, treatment_days=35, endpoints=Endpoints(primary_day=28)),
+         ["treatment_days (35)", "after duration_days (28)"]),
+        (lambda: Endpoints(target=(250, 50)), ["target", "low < high"]),
+        (lambda: small_trial().run(replicates=0), ["replicates", ">= 1"]),
+    ],
+)
+def test_design_errors_name_the_field(build, words):
+    with pytest.raises(PKPDInputError) as err:
+        build()
+    for w in words:
+        assert w in str(err.value)
+
+
+# ---------------------------------------------------------------- ITP population
+def test_itp_screening_baseline_matches_phase3():
+    """Screening counts: median 13, range 1-29, 34-41% below 10 (Mei 2021)."""
+    screen, true = models.ITP_BASELINE.sample_screening(20_000, np.random.default_rng(0))
+    assert 12.0 <= np.median(screen) <= 14.0
+    assert 0.34 <= np.mean(screen < 10) <= 0.41
+    assert screen.min() >= 1 and screen.max() < 30
+    # regression to the mean: true baselines lie above the screening counts on average
+    assert np.mean(np.log(true / screen)) > 0.02
+    model = models.hetrombopag("itp")
+    p = model.sample_parameters(20_000, seed=1)
+    assert 0.13 <= 1 - p["responder"].mean() <= 0.17  # ITP_NONRESPONDER_FRACTION 0.15
+    assert (p.loc[~p["responder"], "emax"] == 0).all()
+    assert 38 <= np.median(p["lifespan"]) <= 58  # 2 d, within 1.6-3.6 d (Louwes 1999)
+
+
+# ---------------------------------------------------------------- calibration (target 2)
+PUBLISHED = {"2.5 mg + titration": (99, 168), "5 mg + titration": (110, 171), "placebo": (5, 85)}
+
+
+def phase3(model=None, weeks=8):
+    arms = (Arm("2.5 mg + titration", 168, 2.5, RULE), Arm("5 mg + titration", 171, 5.0, RULE), Arm("placebo", 85, 0.0))
+    return Trial(arms, duration_days=7 * weeks, model=model or models.hetrombopag("itp"))
+
+
+def primary_rates(result):
+    e = result.endpoints
+    return e[e["endpoint"] == "responders_primary"].set_index("arm")["estimate"]
+
+
+def test_phase3_sized_trial_lands_in_published_intervals():
+    """One virtual trial of the published size (168/171/85), scenario seed."""
+    rates = primary_rates(phase3().run(seed=PHASE3_SEED, progress=False))
+    for arm, (k, n) in PUBLISHED.items():
+        lo, hi = cp_published(k, n)
+        assert lo <= rates[arm] <= hi, (arm, rates[arm], (lo, hi))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with the default EC50 (40 ng/mL) and Emax (10) the model's expected week-8 response is ~51% / ~56% in "
+           "the titrated arms, just below the intervals of 99/168 and 110/171 (51.1% / 56.7%); see "
+           "notebooks/03_itp_calibration.ipynb",
+)
+def test_phase3_expected_rates_in_published_intervals():
+    """The model's expected rates (mean of 60 phase-III-sized trials) inside the intervals."""
+    rates = primary_rates(phase3().run(seed=1, replicates=60, progress=False))
+    for arm, (k, n) in PUBLISHED.items():
+        lo, hi = cp_published(k, n)
+        assert lo <= rates[arm] <= hi, (arm, rates[arm], (lo, hi))
+
+
+def test_phase3_expected_rates_with_an_itp_ec50_of_20():
+    """What calibration needs: with EC50 20 ng/mL in ITP (an explicit override,
+    not a default) the expected rates sit near the published ones."""
+    rates = primary_rates(phase3(models.hetrombopag("itp", ec50=20.0)).run(seed=1, replicates=60, progress=False))
+    for arm, (k, n) in PUBLISHED.items():
+        lo, hi = cp_published(k, n)
+        assert lo <= rates[arm] <= hi, (arm, rates[arm], (lo, hi))
+        assert abs(rates[arm] - k / n) < 0.05

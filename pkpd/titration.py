@@ -162,6 +162,9 @@ class TitrationRule:
             raise PKPDInputError(f"interrupt_at_lowest must be true or false; got {self.interrupt_at_lowest!r}.")
         if self.stop_after_days_at_max is not None:
             nonnegative("stop_after_days_at_max", self.stop_after_days_at_max, "days")
+        for name in ("visit_every_days", "low", "high", "interrupt_above", "resume_below", "step_up_after_days",
+                     "min_days_between_changes"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     # ------------------------------------------------------------ views
     @property

@@ -222,7 +222,7 @@ class Trial:
         n = self.n_per_trial
         per_chunk = max(1, int(max_chunk) // n)
         chunks = [range(i, min(i + per_chunk, replicates)) for i in range(0, replicates, per_chunk)]
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=len(chunks) * (grid.size - 1), desc=f"{self.name}: visits", unit="visit",
                    file=sys.stderr, disable=not progress, leave=False)
@@ -575,12 +575,11 @@ class TrialResult:
     def plot_platelets(self, ax=None):
         """Median and 90% band (5-95th percentile) of true platelets per arm
         over time, with the 50 and 250 x10^9/L lines.  Returns the figure."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = (plt.subplots(figsize=(8, 4.5)) if ax is None else (ax.figure, ax))
+        if ax is None:
+            fig = _figure(8, 4.5)
+            ax = fig.subplots()
+        else:
+            fig = ax.figure
         summary = self.platelets
         for name in self.arm_names:
             s = summary[summary["arm"] == name]
@@ -599,15 +598,13 @@ class TrialResult:
 
     def plot_doses(self):
         """Dose distribution at each visit, one panel per arm (stacked shares)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from matplotlib import colormaps
 
         table = self.doses
         levels = np.sort(table["dose_mg"].unique())
-        fig, axes = plt.subplots(1, len(self.arm_names), figsize=(3.2 * len(self.arm_names) + 1, 3.8), sharey=True, squeeze=False)
-        colors = plt.cm.viridis(np.linspace(0.1, 0.9, max(len(levels), 1)))
+        fig = _figure(3.2 * len(self.arm_names) + 1, 3.8)
+        axes = fig.subplots(1, len(self.arm_names), sharey=True, squeeze=False)
+        colors = colormaps["viridis"](np.linspace(0.1, 0.9, max(len(levels), 1)))
         for ax, name in zip(axes[0], self.arm_names):
             wide = (table[table["arm"] == name].pivot_table(index="day", columns="dose_mg", values="fraction", aggfunc="sum")
                     .reindex(columns=levels).fillna(0.0))
@@ -632,8 +629,6 @@ class TrialResult:
         Everything is written to a temporary folder next to it and moved into
         place at the end, so ``out_dir`` is never half-written.  Returns the path.
         """
-        import matplotlib.pyplot as plt
-
         out = Path(out_dir).resolve()
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -645,12 +640,22 @@ class TrialResult:
             self.to_nonmem().to_csv(tmp / "nonmem.csv", index=False, na_rep=".")
             for name, fig in (("platelets.png", self.plot_platelets()), ("doses.png", self.plot_doses())):
                 fig.savefig(tmp / name, dpi=120)
-                plt.close(fig)
             _replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+
+def _figure(width: float, height: float):
+    """A matplotlib Figure drawn by the Agg canvas, outside pyplot's state
+    (no GUI backend, nothing to close; displays inline in notebooks)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _replace_dir(new: Path, target: Path) -> None:

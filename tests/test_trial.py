@@ -10,6 +10,7 @@ platelets >= 50 x10^9/L at week 8 in 99/168 (start 2.5 mg + titration),
 """
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -339,3 +340,18 @@ def test_phase3_expected_rates_with_an_itp_ec50_of_20():
         lo, hi = cp_published(k, n)
         assert lo <= rates[arm] <= hi, (arm, rates[arm], (lo, hi))
         assert abs(rates[arm] - k / n) < 0.05
+
+
+# ---------------------------------------------------------------- calibration notebook
+def test_calibration_notebook_runs_with_fast_settings(monkeypatch):
+    """notebooks/03_itp_calibration.ipynb executes top to bottom (PKPD_FAST=1)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "03_itp_calibration.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("PKPD_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "fast settings" in text

@@ -19,3 +19,18 @@ __version__ = "0.1.0"
 
 __all__ = ["Dataset", "Dose", "OneCompartmentOral", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
 __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "models", "run_scenario", "simulate", "simulate_population"]
+
+# Bayesian population fitting (issue 5) is imported on first use only, so that
+# ``import pkpd`` and the ``pkpd`` command never load PyMC / PyTensor / ArviZ.
+_LAZY = {"ConvergenceWarning": "popfit", "PopPKModel": "popfit", "fit": "popfit"}
+__all__ += ["ConvergenceWarning", "PopPKModel", "fit"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,31 @@
+"""Bayesian population PK fitting with PyMC (issue 5, first half).
+
+>>> import pkpd
+>>> from pkpd.popfit import theophylline_model
+>>> idata = pkpd.fit(theophylline_model(), pkpd.nonmem.load_theophylline(), seed=1)  # doctest: +SKIP
+
+Modules: :mod:`~pkpd.popfit.model` (model specification and PyMC builder),
+:mod:`~pkpd.popfit.kernels` (closed-form PK for NumPy and PyTensor),
+:mod:`~pkpd.popfit.design` (dataset -> padded arrays),
+:mod:`~pkpd.popfit.sampling` (:func:`fit`, diagnostics),
+:mod:`~pkpd.popfit.plots` (individual fits, GOF, VPC, shrinkage).
+"""
+
+from .design import FitData, as_dataset, dose_design, flatten
+from .model import (
+    BuiltModel,
+    Covariate,
+    Endpoint,
+    Param,
+    PopPKModel,
+    ResidualError,
+    build_model,
+    theophylline_model,
+)
+from .sampling import ConvergenceWarning, Diagnostics, diagnose, fit
+
+__all__ = [
+    "BuiltModel", "ConvergenceWarning", "Covariate", "Diagnostics", "Endpoint", "FitData", "Param",
+    "PopPKModel", "ResidualError", "as_dataset", "build_model", "diagnose", "dose_design", "fit", "flatten",
+    "theophylline_model",
+]

@@ -1,0 +1,99 @@
+"""Closed-form one-compartment oral PK written once for NumPy *and* PyTensor.
+
+Every function takes the array namespace ``xp`` first: ``numpy`` for
+post-processing (posterior predictions over thousands of draws) or
+``pytensor.tensor`` inside the PyMC model (gradients for NUTS).  One source for
+both means the fitted model and the plots can never disagree.
+
+The maths is that of :mod:`pkpd.pk` (see there): the central amount ``tau`` h
+after a unit dose into the depot is the Bateman function
+
+    B(tau) = ka (e^{-k tau} - e^{-ka tau}) / (ka - k),     k = CL / V,
+
+evaluated through the divided difference :func:`exp_divdiff`, which is exact at
+and near ka == k (B -> ka tau e^{-k tau}).  A steady-state dose (NONMEM SS=1/2,
+an infinite train every ``ii`` h) contributes the geometric sum
+``sum_{m>=0} B(tau + m ii)``.  Concentrations are superpositions over the doses
+of a subject, laid out in a padded ``(n_obs, n_doses)`` design
+(:class:`pkpd.popfit.design.DoseDesign`): no per-subject Python loop and no
+per-subject graph node.
+
+Units: doses mg, CL L/h, V L, rates 1/h, times h -> mg/L, multiplied by
+``scale`` (1 for mg/L = ug/mL, 1000 for ng/mL).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: below this |x| the series 1 - x/2 replaces (1 - e^{-x})/x (error < x^2/6).
+_PHI1_SMALL = 1e-8
+
+
+def _where(xp, cond, a, b):
+    return np.where(cond, a, b) if xp is np else xp.switch(cond, a, b)
+
+
+def phi1(xp, x):
+    """``(1 - e^{-x}) / x`` for ``x >= 0``, exact at and near 0.
+
+    The unselected branch is evaluated on a safe argument, so neither its value
+    nor its gradient can be NaN (a NaN in an unused branch of a PyTensor switch
+    still poisons the gradient).
+    """
+    small = x < _PHI1_SMALL
+    safe = _where(xp, small, 1.0, x)
+    return _where(xp, small, 1.0 - 0.5 * x, -xp.expm1(-safe) / safe)
+
+
+def exp_divdiff(xp, p, s, d):
+    """``(e^{-p} - e^{-(p + d s)}) / d`` without cancellation or 0/0.
+
+    Written as ``e^{-min(p, p + d s)} s phi1(|d s|)``, valid for any sign of
+    ``d`` and ``s`` and tending to ``s e^{-p}`` as ``d -> 0``
+    (port of :func:`pkpd.pk.exp_divdiff`).
+    """
+    q = p + d * s
+    return xp.exp(-xp.minimum(p, q)) * s * phi1(xp, xp.abs(d * s))
+
+
+def bateman(xp, tau, ka, k):
+    """Central amount (fraction of the dose) ``tau >= 0`` h after a depot dose."""
+    return ka * exp_divdiff(xp, k * tau, tau, ka - k)
+
+
+def bateman_ss(xp, tau, ii, ka, k):
+    """Central amount ``tau`` h after the last dose of an infinite train of unit
+    doses every ``ii`` h: ``sum_{m>=0} B(tau + m ii)`` (``ii > 0``).
+
+    With a = k, b = ka: ``sum_m (e^{-a(tau+m ii)} - e^{-b(tau+m ii)})/(b-a)``
+    = ``[D(tau) - D'] / ((1 - e^{-a ii})(1 - e^{-b ii}))`` where both divided
+    differences are stable at a == b (see ``pkpd.pk._ss_divdiff``).
+    """
+    d = ka - k
+    first = exp_divdiff(xp, k * tau, tau, d)
+    second = exp_divdiff(xp, k * tau + ka * ii, tau - ii, d)
+    return ka * (first - second) / (-xp.expm1(-k * ii) * -xp.expm1(-ka * ii))
+
+
+def one_compartment_oral(xp, ka, cl, v, design, scale: float = 1.0):
+    """Concentrations at the observations of ``design``.
+
+    ka, cl, v : individual parameters *per observation* (1/h, L/h, L), arrays of
+        shape ``(..., n_obs)``; leading axes (e.g. posterior draws) broadcast.
+    design : :class:`~pkpd.popfit.design.DoseDesign` with ``(n_obs, n_doses)``
+        arrays ``tau`` (h since each active dose), ``amount`` (mg, 0 = padding),
+        ``ii`` (h, steady-state interval; 1 where not steady state) and
+        ``steady`` (bool).
+    scale : unit factor from mg/L to the output unit (1000 for ng/mL).
+
+    Returns concentrations of shape ``(..., n_obs)`` in the output unit.
+    """
+    k = cl / v
+    ka_ = ka[..., None]
+    k_ = k[..., None]
+    unit = bateman(xp, design.tau, ka_, k_)
+    if design.any_steady:
+        unit = _where(xp, design.steady, bateman_ss(xp, design.tau, design.ii, ka_, k_), unit)
+    amount = (design.amount * unit).sum(axis=-1)
+    return scale * amount / v

@@ -1,0 +1,576 @@
+"""Hierarchical (population) PK models in PyMC: what to fit, and the builder.
+
+A :class:`PopPKModel` is a plain description -- structural parameters with
+their priors, inter-individual variability (IIV), covariates, residual error,
+concentration unit -- and :func:`build_model` turns it plus a dataset into a
+``pymc.Model``.
+
+Statistical model (subject i, observation j)::
+
+    log P_i   = log P_tv + sum_c theta_c log(COV_ic / ref_c) + eta_P,i     (power covariate model)
+    eta_i     = L z_i,  z_i ~ N(0, I)                                      (non-centred IIV;
+                L = diag(omega) or the Cholesky factor of an LKJ covariance)
+    IPRED_ij  = one-compartment oral closed form (pkpd.popfit.kernels)
+    DV_ij     ~ Normal(IPRED_ij, sd_ij),  sd_ij^2 = sigma_add^2 + (sigma_prop IPRED_ij)^2
+    BLQ rows  : P(DV < LLOQ) = Phi((LLOQ - IPRED_ij) / sd_ij)              (Beal's M3)
+
+Priors (all overridable, see :meth:`PopPKModel.with_param`):
+
+* typical value ``P_tv ~ LogNormal(log median, sd_log)``, median from the
+  literature (defaults: hetrombopag, :mod:`pkpd.pk`; :func:`theophylline_model`);
+* ``omega_P ~ HalfNormal(scale)``: SD of log P between subjects, with the scale
+  chosen so the prior median (0.674 x scale) is near the published IIV;
+* covariate exponent ``theta ~ Normal(exponent, sd)`` (allometric 0.75 for CL,
+  1 for V) or fixed;
+* ``sigma_prop ~ HalfNormal`` (fraction), ``sigma_add ~ HalfNormal`` (in the
+  concentration unit).
+
+Variable names: typical values ``ka``, ``cl``, ``v``; ``omega_ka`` ...;
+``eta_ka`` ... (per subject); ``theta_cl_wt`` ...; ``sigma_prop``, ``sigma_add``.
+
+Extending to PD
+---------------
+Further observation types (e.g. platelets, CMT 3) are :class:`Endpoint` objects:
+a ``predict(xp, indiv, block)`` function receives the *individual* parameters
+(``{name: array (..., n_subjects)}``, PK and any extra :class:`Param` such as
+``emax``) and an :class:`~pkpd.popfit.design.ObservationBlock` and returns the
+prediction at the block's observations; the builder adds its residual error
+and likelihood.  ``xp`` is ``pytensor.tensor`` while building the model and
+``numpy`` when predicting from posterior draws (plots, VPC); give
+``predict_numpy`` when the two need different code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..checks import PKPDInputError
+from ..pk import HETROMBOPAG_CL, HETROMBOPAG_KA, HETROMBOPAG_V
+from . import kernels
+from .design import CONC_CMT, FitData, ObservationBlock, as_dataset, flatten
+
+#: mg/L -> unit factors for concentrations (dose mg / volume L = mg/L).
+CONC_UNITS = {"mg/L": 1.0, "ug/mL": 1.0, "ng/mL": 1000.0}
+
+#: Fraction of a HalfNormal's scale at its median: median = 0.6745 x scale.
+_HALFNORMAL_MEDIAN = 0.6745
+
+
+def omega_from_cv(cv: float) -> float:
+    """SD of log P for a log-normal IIV given as a CV (e.g. 0.635 for 63.5%)."""
+    return float(np.sqrt(np.log1p(cv**2)))
+
+
+def halfnormal_scale_for_median(median: float) -> float:
+    """HalfNormal scale whose median is ``median``."""
+    return float(median / _HALFNORMAL_MEDIAN)
+
+
+# ================================================================= specification
+@dataclass(frozen=True)
+class Param:
+    """A structural parameter: log-normal typical value and optional log-normal IIV.
+
+    name : variable name of the typical value (``ka``, ``cl``, ``v``, ``emax``...).
+    median : prior median of the typical value, in ``unit``.
+    sd_log : prior SD of log(typical value); 1 allows a factor e either way.
+    omega_scale : HalfNormal scale of the IIV SD omega (log scale);
+        ``None`` = no IIV for this parameter.
+    unit, source : documentation (shown in summaries).
+    """
+
+    name: str
+    median: float
+    sd_log: float = 1.0
+    omega_scale: float | None = 0.5
+    unit: str = ""
+    source: str = ""
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise PKPDInputError(f"Param name must be an identifier like 'cl'; got {self.name!r}.")
+        for field_name in ("median", "sd_log"):
+            value = getattr(self, field_name)
+            if not (np.isfinite(value) and value > 0):
+                raise PKPDInputError(
+                    f"Param {self.name!r}: {field_name} must be finite and > 0{_in(self.unit if field_name == 'median' else '')}; "
+                    f"got {value!r}. Give a positive prior {field_name}."
+                )
+        if self.omega_scale is not None and not (np.isfinite(self.omega_scale) and self.omega_scale > 0):
+            raise PKPDInputError(
+                f"Param {self.name!r}: omega_scale must be > 0 (HalfNormal scale of the log-scale IIV SD) or None "
+                f"for no IIV; got {self.omega_scale!r}."
+            )
+
+
+@dataclass(frozen=True)
+class Covariate:
+    """Power covariate model ``P_i = P_tv (COV_i / reference)^theta``.
+
+    param : structural parameter (e.g. ``cl``).  covariate : data column (e.g. ``WT``,
+    a time-constant covariate, kg).  reference : value at which P = P_tv (70 kg).
+    exponent : prior mean of theta (or its value when fixed).  sd : prior SD of
+    theta; ``None`` fixes theta at ``exponent`` (e.g. allometric 0.75 / 1).
+    The variable is named ``theta_<param>_<covariate>`` (lower case).
+    """
+
+    param: str
+    covariate: str = "WT"
+    reference: float = 70.0
+    exponent: float = 0.75
+    sd: float | None = 0.25
+
+    def __post_init__(self):
+        if not (np.isfinite(self.reference) and self.reference > 0):
+            raise PKPDInputError(
+                f"Covariate {self.covariate!r} on {self.param!r}: reference must be > 0 (e.g. 70 kg); got {self.reference!r}."
+            )
+        if self.sd is not None and not (np.isfinite(self.sd) and self.sd > 0):
+            raise PKPDInputError(
+                f"Covariate {self.covariate!r} on {self.param!r}: sd must be > 0 or None (fixed); got {self.sd!r}."
+            )
+
+    @property
+    def var_name(self) -> str:
+        return f"theta_{self.param}_{self.covariate.lower()}"
+
+
+@dataclass(frozen=True)
+class ResidualError:
+    """Residual error of one endpoint.
+
+    kind : ``"proportional"`` (sd = sigma_prop IPRED), ``"additive"`` (sd = sigma_add)
+        or ``"combined"`` (sd^2 = sigma_add^2 + (sigma_prop IPRED)^2).
+    prop_scale : HalfNormal scale of sigma_prop (a fraction; 0.3 -> prior median 0.2).
+    add_scale : HalfNormal scale of sigma_add, in the endpoint's unit.
+    """
+
+    kind: str = "proportional"
+    prop_scale: float = 0.3
+    add_scale: float = 1.0
+
+    KINDS = ("proportional", "additive", "combined")
+
+    def __post_init__(self):
+        if self.kind not in self.KINDS:
+            raise PKPDInputError(f"ResidualError kind must be one of {self.KINDS}; got {self.kind!r}.")
+        for name in ("prop_scale", "add_scale"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise PKPDInputError(f"ResidualError {name} must be > 0; got {value!r}.")
+
+    @property
+    def has_prop(self) -> bool:
+        return self.kind in ("proportional", "combined")
+
+    @property
+    def has_add(self) -> bool:
+        return self.kind in ("additive", "combined")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One kind of observation (one CMT) with its prediction and residual error.
+
+    name : name of the observed variable (``conc``, ``plt``...).
+    cmt : NONMEM compartment of its observations.  unit : its unit.
+    predict : ``predict(xp, indiv, block) -> (..., block.n)``, see module docs.
+    error : :class:`ResidualError`.
+    sigma_suffix : residual SDs are named ``sigma_prop<suffix>`` / ``sigma_add<suffix>``
+        (empty for the concentration endpoint, e.g. ``"_plt"`` for platelets).
+    predict_numpy : optional NumPy-only version of ``predict`` (same signature).
+    """
+
+    name: str
+    cmt: int
+    unit: str
+    predict: Callable
+    error: ResidualError = field(default_factory=ResidualError)
+    sigma_suffix: str = ""
+    predict_numpy: Callable | None = None
+
+    def predict_np(self, indiv, block):
+        fn = self.predict_numpy or self.predict
+        return fn(np, indiv, block)
+
+    @property
+    def sigma_prop_name(self) -> str:
+        return f"sigma_prop{self.sigma_suffix}"
+
+    @property
+    def sigma_add_name(self) -> str:
+        return f"sigma_add{self.sigma_suffix}"
+
+
+def concentration_endpoint(conc_unit: str, error: ResidualError) -> Endpoint:
+    """The one-compartment oral concentration endpoint (CMT 2) in ``conc_unit``."""
+    scale = CONC_UNITS[conc_unit]
+
+    def predict(xp, indiv, block: ObservationBlock):
+        s = block.subject
+        return kernels.one_compartment_oral(
+            xp, indiv["ka"][..., s], indiv["cl"][..., s], indiv["v"][..., s], block.design, scale
+        )
+
+    return Endpoint("conc", CONC_CMT, conc_unit, predict, error, "")
+
+
+#: Hetrombopag defaults (sources in :mod:`pkpd.pk` and shared/hetrombopag.md).
+HETROMBOPAG_PARAMS = (
+    Param("ka", HETROMBOPAG_KA, 1.0, halfnormal_scale_for_median(omega_from_cv(0.50)), "1/h",
+          "[I] Tmax ~8 h with k = 0.0289/h (Zheng 2017); IIV ~50% CV"),
+    Param("cl", HETROMBOPAG_CL, 1.0, halfnormal_scale_for_median(omega_from_cv(0.635)), "L/h",
+          "[R] CL/F 7.66 L/h, IIV 63.5% CV (Wang 2022, Br J Clin Pharmacol 88:2084)"),
+    Param("v", HETROMBOPAG_V, 1.0, halfnormal_scale_for_median(omega_from_cv(0.77)), "L",
+          "[I] CL/F x 24 h / ln 2; IIV 77% CV borrowed from Vc/F (Wang 2022)"),
+)
+
+
+@dataclass(frozen=True)
+class PopPKModel:
+    """Population one-compartment oral PK model (what to fit, not how).
+
+    params : structural parameters; must include ``ka``, ``cl``, ``v``.
+    covariates : power covariate models (:class:`Covariate`).
+    error : residual error of the concentrations.
+    conc_unit : unit of predicted and observed concentrations ("ng/mL", "mg/L"
+        or "ug/mL"); must equal the dataset's DV unit (no silent conversion).
+    correlated_iiv : estimate the correlation of the etas (LKJ prior with
+        shape ``lkj_eta``; 1 = uniform over correlation matrices).
+    drop_predose : leave concentrations before the first dose out of the
+        likelihood (their prediction is identically 0).
+    endpoints : further :class:`Endpoint` objects (e.g. platelets) fitted jointly.
+    """
+
+    params: tuple = HETROMBOPAG_PARAMS
+    covariates: tuple = ()
+    error: ResidualError = field(default_factory=ResidualError)
+    conc_unit: str = "ng/mL"
+    correlated_iiv: bool = False
+    lkj_eta: float = 2.0
+    drop_predose: bool = True
+    endpoints: tuple = ()
+    name: str = "one-compartment oral (hetrombopag priors)"
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "covariates", tuple(self.covariates))
+        object.__setattr__(self, "endpoints", tuple(self.endpoints))
+        names = [p.name for p in self.params]
+        for needed in ("ka", "cl", "v"):
+            if needed not in names:
+                raise PKPDInputError(f"PopPKModel params must include {needed!r}; got {names}.")
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise PKPDInputError(f"PopPKModel params must have unique names; {sorted(dup)} repeated.")
+        if self.conc_unit not in CONC_UNITS:
+            raise PKPDInputError(
+                f"conc_unit must be one of {list(CONC_UNITS)}; got {self.conc_unit!r}."
+            )
+        for c in self.covariates:
+            if c.param not in names:
+                raise PKPDInputError(
+                    f"Covariate {c.covariate!r} is on {c.param!r}, which is not a parameter ({names})."
+                )
+        if not (np.isfinite(self.lkj_eta) and self.lkj_eta > 0):
+            raise PKPDInputError(f"lkj_eta must be > 0 (1 = uniform); got {self.lkj_eta!r}.")
+        ep_names = ["conc"] + [e.name for e in self.endpoints]
+        if len(set(ep_names)) != len(ep_names):
+            raise PKPDInputError(f"endpoint names must be unique; got {ep_names}.")
+
+    # ------------------------------------------------------------- views
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    @property
+    def iiv_names(self) -> list[str]:
+        """Parameters with IIV, in order."""
+        return [p.name for p in self.params if p.omega_scale is not None]
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise PKPDInputError(f"no parameter {name!r}; the model has {self.param_names}.")
+
+    def all_endpoints(self) -> tuple:
+        """The concentration endpoint first, then the extra endpoints."""
+        return (concentration_endpoint(self.conc_unit, self.error),) + self.endpoints
+
+    # ------------------------------------------------------------- editing
+    def with_param(self, name: str, **changes) -> "PopPKModel":
+        """A copy with one parameter's prior changed, e.g. ``with_param("ka", median=1.2, omega_scale=None)``."""
+        p = self.param(name)
+        new = dataclasses.replace(p, **changes)
+        return dataclasses.replace(self, params=tuple(new if q.name == name else q for q in self.params))
+
+    def with_param_added(self, param: Param) -> "PopPKModel":
+        """A copy with an extra structural parameter (e.g. a PD parameter)."""
+        return dataclasses.replace(self, params=self.params + (param,))
+
+    def describe(self) -> str:
+        """Human-readable summary of the model and its priors."""
+        lines = [f"PopPKModel: {self.name}", f"  concentrations in {self.conc_unit}; residual error {self.error.kind}"]
+        for p in self.params:
+            iiv = f"omega ~ HalfNormal({p.omega_scale:.3g})" if p.omega_scale is not None else "no IIV"
+            lines.append(f"  {p.name:>6} ~ LogNormal(log {p.median:g} {p.unit}, {p.sd_log:g}); {iiv}  {p.source}")
+        for c in self.covariates:
+            prior = f"~ Normal({c.exponent:g}, {c.sd:g})" if c.sd is not None else f"= {c.exponent:g} (fixed)"
+            lines.append(f"  {c.param} x ({c.covariate}/{c.reference:g})^{c.var_name} {prior}")
+        if self.error.has_prop:
+            lines.append(f"  sigma_prop ~ HalfNormal({self.error.prop_scale:g})")
+        if self.error.has_add:
+            lines.append(f"  sigma_add ~ HalfNormal({self.error.add_scale:g} {self.conc_unit})")
+        if self.correlated_iiv:
+            lines.append(f"  IIV correlation ~ LKJ({self.lkj_eta:g})")
+        return "\n".join(lines)
+
+
+def theophylline_model(**changes) -> PopPKModel:
+    """One-compartment oral model with literature priors for theophylline (adults).
+
+    * CL 0.04 L/h/kg x 70 kg = 2.8 L/h and V 0.5 L/kg x 70 kg = 35 L [R]:
+      Goodman & Gilman's The Pharmacological Basis of Therapeutics, Appendix II
+      (theophylline: CL 0.65 mL/min/kg, Vss 0.50 L/kg).
+    * ka 1.5 /h [I]: fast absorption of the oral solution (Tmax ~1-2 h).
+    * IIV prior medians ~50% (ka), 30% (CL), 20% (V) [I].
+    * Weight: CL ~ (WT/70)^theta, theta ~ N(0.75, 0.25); V ~ (WT/70)^theta,
+      theta ~ N(1, 0.25) (allometric scaling priors).
+    * Combined residual error: sigma_prop prior median 10%, sigma_add prior
+      median 0.34 mg/L [I]; concentrations in mg/L (the data's DV unit).
+
+    ``changes`` are passed to :func:`dataclasses.replace` (e.g. ``correlated_iiv=True``).
+    """
+    params = (
+        Param("ka", 1.5, 1.0, halfnormal_scale_for_median(0.5), "1/h", "[I] fast oral absorption, Tmax 1-2 h"),
+        Param("cl", 2.8, 0.5, halfnormal_scale_for_median(0.3), "L/h", "[R] 0.04 L/h/kg (Goodman & Gilman, App. II)"),
+        Param("v", 35.0, 0.5, halfnormal_scale_for_median(0.2), "L", "[R] 0.5 L/kg (Goodman & Gilman, App. II)"),
+    )
+    model = PopPKModel(
+        params=params,
+        covariates=(Covariate("cl", "WT", 70.0, 0.75, 0.25), Covariate("v", "WT", 70.0, 1.0, 0.25)),
+        error=ResidualError("combined", prop_scale=halfnormal_scale_for_median(0.10), add_scale=0.5),
+        conc_unit="mg/L",
+        name="theophylline one-compartment oral",
+    )
+    return dataclasses.replace(model, **changes)
+
+
+# ================================================================= individual parameters
+def individual_params(xp, model: PopPKModel, typical: dict, thetas: dict, etas: dict, data: FitData) -> dict:
+    """Individual parameters ``{name: (..., n_subjects)}``.
+
+    typical : ``{name: (...)}`` typical values; thetas : ``{var_name: (...)}`` covariate
+    exponents (fixed ones may be absent); etas : ``{name: (..., n_subjects)}`` (absent
+    = 0, i.e. population prediction).  ``xp`` is numpy or pytensor.tensor.
+    """
+    out = {}
+    for p in model.params:
+        log_p = xp.log(typical[p.name])[..., None] if xp is np else xp.log(typical[p.name])
+        for c in model.covariates:
+            if c.param != p.name:
+                continue
+            theta = thetas.get(c.var_name, c.exponent)
+            if xp is np:
+                theta = np.asarray(theta)[..., None]
+            log_p = log_p + theta * np.log(data.covariate(c.covariate) / c.reference)
+        if p.name in etas:
+            log_p = log_p + etas[p.name]
+        else:  # make sure every individual parameter has the subject axis
+            log_p = log_p + xp.zeros(data.n_subjects)
+        out[p.name] = xp.exp(log_p)
+    return out
+
+
+def residual_sd(xp, error: ResidualError, pred, sigma_prop=None, sigma_add=None):
+    """Residual SD at ``pred`` (same unit), broadcasting draws on leading axes."""
+    if error.kind == "proportional":
+        return sigma_prop * pred
+    if error.kind == "additive":
+        return sigma_add + 0.0 * pred
+    return xp.sqrt(sigma_add**2 + (sigma_prop * pred) ** 2)
+
+
+# ================================================================= builder
+@dataclass
+class BuiltModel:
+    """A PyMC model together with what was used to build it.
+
+    pymc_model : the ``pymc.Model`` (None from :func:`prepare`).  spec : the
+    :class:`PopPKModel`.  data : the flattened :class:`FitData`.  endpoints :
+    endpoints with observations.  Pass a BuiltModel to :func:`pkpd.fit` again
+    to refit (other seed, more draws) without recompiling.
+    """
+
+    pymc_model: object
+    spec: PopPKModel
+    data: FitData
+    endpoints: tuple
+    #: compiled sampler model, cached by :func:`pkpd.popfit.fit` (refits skip compilation)
+    compiled: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def free_param_names(self) -> list[str]:
+        """Population-level variables (typical values, thetas, omegas, sigmas)."""
+        names = list(self.spec.param_names)
+        names += [c.var_name for c in self.spec.covariates if c.sd is not None]
+        names += [f"omega_{n}" for n in self.spec.iiv_names]
+        if self.spec.correlated_iiv and len(self.spec.iiv_names) > 1:
+            names += ["omega_corr"]
+        for ep in self.endpoints:
+            if ep.error.has_prop:
+                names.append(ep.sigma_prop_name)
+            if ep.error.has_add:
+                names.append(ep.sigma_add_name)
+        return names
+
+
+def prepare(model: PopPKModel, data, check_units: bool = True) -> BuiltModel:
+    """Check ``model`` against ``data`` and flatten the data, without building
+    the PyMC model (``pymc_model`` is None).  Used by the plots and the VPC.
+
+    data : a :class:`pkpd.nonmem.Dataset` (whose ``units["dv"]`` must equal
+        ``model.conc_unit``), or an already flattened :class:`FitData`.
+    check_units : compare the observed concentrations with the prior typical
+        prediction and raise if they differ ~100-fold or more (a DV unit error).
+    """
+    if isinstance(data, BuiltModel):
+        return data
+    fit_data = _fit_data(model, data)
+    endpoints = tuple(ep for ep in model.all_endpoints() if ep.cmt in fit_data.blocks)
+    if not endpoints or endpoints[0].cmt != CONC_CMT:
+        raise PKPDInputError(
+            f"the data have no concentration observations (CMT {CONC_CMT}) left to fit; "
+            f"CMTs present: {sorted(fit_data.blocks)}."
+        )
+    if check_units:
+        _check_magnitude(model, fit_data)
+    for ep in endpoints:
+        block = fit_data.blocks[ep.cmt]
+        if ep.error.kind == "proportional" and not model.drop_predose and ep.cmt == CONC_CMT:
+            raise PKPDInputError(
+                "drop_predose=False keeps concentrations whose prediction is 0, where a proportional error has "
+                "zero variance; use ResidualError('combined') or drop_predose=True."
+            )
+        if ep.error.kind == "proportional" and block.n_quantified and (block.dv[~block.blq] <= 0).any():
+            raise PKPDInputError(
+                f"{ep.name}: {int((block.dv[~block.blq] <= 0).sum())} quantified observations are <= 0, impossible "
+                f"under a proportional error; flag them BLQ=1 with an LLOQ, or use a combined error."
+            )
+    return BuiltModel(None, model, fit_data, endpoints)
+
+
+def build_model(model: PopPKModel, data, check_units: bool = True) -> BuiltModel:
+    """Build the PyMC model of ``model`` for ``data`` (see :func:`prepare` for
+    ``data`` and ``check_units``).  Returns a :class:`BuiltModel`."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    built = prepare(model, data, check_units)
+    fit_data, endpoints = built.data, built.endpoints
+
+    iiv = model.iiv_names
+    coords = {"subject": list(fit_data.ids), "iiv_param": iiv, "iiv_param_": iiv}
+    for ep in endpoints:
+        coords[f"{ep.name}_obs"] = np.arange(fit_data.blocks[ep.cmt].n)
+
+    with pm.Model(coords=coords) as pm_model:
+        typical = {p.name: pm.LogNormal(p.name, mu=np.log(p.median), sigma=p.sd_log) for p in model.params}
+        thetas = {
+            c.var_name: pm.Normal(c.var_name, mu=c.exponent, sigma=c.sd)
+            for c in model.covariates if c.sd is not None
+        }
+        etas = _iiv(pm, pt, model, iiv)
+        indiv = individual_params(pt, model, typical, thetas, etas, fit_data)
+        for ep in endpoints:
+            block = fit_data.blocks[ep.cmt]
+            pred = ep.predict(pt, indiv, block)
+            sigma_prop = pm.HalfNormal(ep.sigma_prop_name, sigma=ep.error.prop_scale) if ep.error.has_prop else None
+            sigma_add = pm.HalfNormal(ep.sigma_add_name, sigma=ep.error.add_scale) if ep.error.has_add else None
+            sd = residual_sd(pt, ep.error, pred, sigma_prop, sigma_add)
+            nq = block.n_quantified
+            if nq:
+                pm.Normal(ep.name, mu=pred[:nq], sigma=sd[:nq], observed=block.dv[:nq])
+            if block.n_blq:
+                lloq = block.lloq[nq:]
+                pm.Censored(
+                    f"{ep.name}_blq", pm.Normal.dist(mu=pred[nq:], sigma=sd[nq:]),
+                    lower=lloq, upper=None, observed=lloq,
+                )
+    built.pymc_model = pm_model
+    return built
+
+
+def _fit_data(model: PopPKModel, data) -> FitData:
+    if isinstance(data, FitData):
+        fit_data = data
+    else:
+        dataset = as_dataset(data)
+        fit_data = flatten(dataset, cmts=tuple(ep.cmt for ep in model.all_endpoints()),
+                           drop_predose=model.drop_predose)
+    if fit_data.units.get("dv") != model.conc_unit:
+        raise PKPDInputError(
+            f"conc_unit: the model predicts concentrations in {model.conc_unit!r} but the data's DV unit is "
+            f"{fit_data.units.get('dv')!r}. Build the model with conc_unit={fit_data.units.get('dv')!r} "
+            f"(priors on sigma_add are in that unit), or read the data with the right dv_unit."
+        )
+    return fit_data
+
+
+def _iiv(pm, pt, model: PopPKModel, iiv: list[str]) -> dict:
+    """Non-centred etas ``{name: (n_subjects,)}``, named ``eta_<name>``."""
+    if not iiv:
+        return {}
+    scales = np.array([model.param(n).omega_scale for n in iiv])
+    if model.correlated_iiv and len(iiv) > 1:
+        chol, corr, sds = pm.LKJCholeskyCov(
+            "omega_chol", n=len(iiv), eta=model.lkj_eta,
+            sd_dist=pm.HalfNormal.dist(sigma=scales, shape=len(iiv)), compute_corr=True,
+        )
+        pm.Deterministic("omega_corr", corr, dims=("iiv_param", "iiv_param_"))
+        z = pm.Normal("eta_z", 0.0, 1.0, dims=("subject", "iiv_param"))
+        eta = pt.dot(z, chol.T)
+        out = {}
+        for k, n in enumerate(iiv):
+            pm.Deterministic(f"omega_{n}", sds[k])
+            out[n] = pm.Deterministic(f"eta_{n}", eta[:, k], dims="subject")
+        return out
+    out = {}
+    for n, scale in zip(iiv, scales):
+        omega = pm.HalfNormal(f"omega_{n}", sigma=scale)
+        z = pm.Normal(f"eta_{n}_z", 0.0, 1.0, dims="subject")
+        out[n] = pm.Deterministic(f"eta_{n}", omega * z, dims="subject")
+    return out
+
+
+def _check_magnitude(model: PopPKModel, data: FitData) -> None:
+    """Raise if observed concentrations are >= 100x off the prior typical prediction."""
+    block = data.blocks[CONC_CMT]
+    quant = ~block.blq & (block.dv > 0)
+    if quant.sum() < 3:
+        return
+    typical = {p.name: np.asarray(p.median) for p in model.params}
+    thetas = {c.var_name: c.exponent for c in model.covariates}
+    indiv = individual_params(np, model, typical, thetas, {}, data)
+    ep = concentration_endpoint(model.conc_unit, model.error)
+    pred = ep.predict_np(indiv, block)
+    ok = quant & (pred > 0)
+    if ok.sum() < 3:
+        return
+    ratio = float(np.median(block.dv[ok] / pred[ok]))
+    if not (1e-2 < ratio < 1e2):
+        raise PKPDInputError(
+            f"conc_unit: observed concentrations are a median {ratio:.3g} times the prior typical prediction "
+            f"(both in {model.conc_unit}). A ratio near 1000 or 0.001 means mg/L and ng/mL are mixed: check the "
+            f"dataset's dv_unit and the model's conc_unit; otherwise move the priors of ka/cl/v (median) towards "
+            f"the data, or pass check_units=False."
+        )
+
+
+def _in(unit: str) -> str:
+    return f" (in {unit})" if unit else ""

@@ -1,0 +1,479 @@
+"""Sampling, posterior predictions and convergence diagnostics.
+
+:func:`fit` builds the model, samples it with nutpie (numba backend) -- or
+PyMC's own NUTS when nutpie is unavailable or fails -- and returns an
+``arviz.InferenceData`` with the groups
+
+* ``posterior``: population parameters, etas, and per-draw predictions
+  ``conc_ipred`` (individual, with the subject's etas) and ``conc_pred``
+  (population: etas = 0, covariates kept);
+* ``posterior_predictive``: ``conc`` = IPRED + residual noise (seeded);
+* ``log_likelihood``: pointwise ``conc`` (M3 ``log Phi`` for BLQ rows), for LOO;
+* ``observed_data``: ``conc`` (LLOQ for BLQ rows) and ``constant_data`` (time h,
+  subject ID, BLQ flag, LLOQ);
+* ``sample_stats``.
+
+Predictions, noise and log-likelihood are computed with NumPy from the stored
+draws using the same closed form as the model (:mod:`pkpd.popfit.kernels`), so
+nothing but the sampler's logp needs compiling.
+
+Diagnostics (:func:`diagnose`) follow Vehtari et al. (2021, Bayesian Analysis
+16:667): rank-normalised split R-hat <= 1.01 and bulk ESS >= 400 (100 per
+chain x 4); plus no divergent transitions (Betancourt 2017) and E-BFMI >= 0.3
+per chain.  A failed check prints a loud message *and* raises a
+:class:`ConvergenceWarning` (a ``UserWarning``) so scripts and tests can catch it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..checks import PKPDInputError
+from .design import CONC_CMT
+from .model import BuiltModel, PopPKModel, build_model, individual_params, residual_sd
+
+#: Thresholds of :func:`diagnose` (Vehtari et al. 2021; Betancourt 2017).
+RHAT_MAX = 1.01
+ESS_MIN = 400
+EBFMI_MIN = 0.3
+
+#: Max number of (draw x observation x dose) elements evaluated at once in NumPy.
+_CHUNK_ELEMENTS = 4_000_000
+
+
+class ConvergenceWarning(UserWarning):
+    """The sampler's diagnostics say the posterior draws cannot be trusted yet."""
+
+
+# ================================================================= diagnostics
+@dataclass
+class Diagnostics:
+    """Convergence diagnostics of a fit.
+
+    summary : per population parameter mean, sd, 5%/95% quantiles, R-hat, bulk
+        and tail ESS.  eta_summary : worst R-hat / ESS over all etas.
+    n_divergent, n_draws : divergent transitions after warm-up, total draws.
+    ebfmi : E-BFMI per chain.  problems : failed checks (empty when all pass).
+    """
+
+    summary: pd.DataFrame
+    eta_summary: dict
+    n_divergent: int
+    n_draws: int
+    ebfmi: np.ndarray
+    problems: list = field(default_factory=list)
+    thresholds: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def max_rhat(self) -> float:
+        values = list(self.summary["r_hat"].dropna()) + [self.eta_summary.get("max_r_hat", np.nan)]
+        return float(np.nanmax(values))
+
+    @property
+    def min_ess_bulk(self) -> float:
+        values = list(self.summary["ess_bulk"].dropna()) + [self.eta_summary.get("min_ess_bulk", np.nan)]
+        return float(np.nanmin(values))
+
+    def __str__(self) -> str:
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            table = self.summary.to_string(float_format=lambda x: f"{x:.4g}")
+        lines = [table]
+        e = self.eta_summary
+        if e:
+            lines.append(
+                f"etas ({e['n']} values): max R-hat {e['max_r_hat']:.3f}, min ESS bulk {e['min_ess_bulk']:.0f}, "
+                f"min ESS tail {e['min_ess_tail']:.0f}"
+            )
+        lines.append(
+            f"divergences {self.n_divergent} / {self.n_draws} draws; "
+            f"E-BFMI per chain {', '.join(f'{b:.2f}' for b in self.ebfmi)}"
+        )
+        t = self.thresholds
+        if self.ok:
+            lines.append(
+                f"OK: R-hat <= {t['rhat_max']}, ESS bulk >= {t['ess_min']}, no divergences, "
+                f"E-BFMI >= {t['ebfmi_min']}."
+            )
+        else:
+            lines.append("!" * 78)
+            lines.append("CONVERGENCE PROBLEMS -- do not trust these results yet:")
+            lines += [f"  * {p}" for p in self.problems]
+            lines.append("!" * 78)
+        return "\n".join(lines)
+
+
+def diagnose(
+    idata, var_names=None, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN, ebfmi_min: float = EBFMI_MIN,
+) -> Diagnostics:
+    """Check R-hat, bulk/tail ESS, divergences and E-BFMI of ``idata``.
+
+    var_names : population parameters to tabulate; default every posterior
+        variable that has no subject/observation dimension.  Variables named
+        ``eta_*`` (per subject) are checked too, summarised in one line.
+    """
+    import arviz as az
+
+    post = idata.posterior
+    if var_names is None:
+        var_names = [
+            v for v in post.data_vars
+            if not v.startswith("eta_") and not v.endswith(("_ipred", "_pred"))
+            and not any(str(d).endswith("_obs") or d == "subject" for d in post[v].dims)
+        ]
+    eta_names = [v for v in post.data_vars if v.startswith("eta_") and not v.endswith("_z")]
+    rows = []
+    for v in var_names:
+        da = post[v]
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        stacked = da.stack(_k=extra) if extra else da.expand_dims(_k=[0], axis=-1)
+        for k in range(stacked.sizes["_k"]):
+            x = stacked.isel(_k=k).transpose("chain", "draw").values
+            label = v if not extra else f"{v}[{','.join(str(i) for i in np.atleast_1d(stacked['_k'].values[k]))}]"
+            if np.ptp(x) == 0:  # a constant (e.g. the diagonal of a correlation matrix)
+                continue
+            rows.append(_row(az, label, x))
+    summary = pd.DataFrame(rows).set_index("param") if rows else pd.DataFrame(
+        columns=["mean", "sd", "q5", "q95", "r_hat", "ess_bulk", "ess_tail"])
+
+    eta_summary = {}
+    if eta_names:
+        eta_ds = post[eta_names]
+        rh = az.rhat(eta_ds)
+        eb = az.ess(eta_ds, method="bulk")
+        et = az.ess(eta_ds, method="tail")
+        eta_summary = {
+            "n": int(sum(post[v].size // (post.sizes["chain"] * post.sizes["draw"]) for v in eta_names)),
+            "max_r_hat": float(max(np.nanmax(rh[v].values) for v in eta_names)),
+            "min_ess_bulk": float(min(np.nanmin(eb[v].values) for v in eta_names)),
+            "min_ess_tail": float(min(np.nanmin(et[v].values) for v in eta_names)),
+        }
+
+    stats = idata.sample_stats
+    n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    n_draws = int(post.sizes["chain"] * post.sizes["draw"])
+    ebfmi = np.atleast_1d(az.bfmi(idata)) if "energy" in stats else np.array([np.nan])
+
+    problems = []
+    worst_rhat = summary["r_hat"].max() if len(summary) else np.nan
+    if np.isfinite(worst_rhat) and worst_rhat > rhat_max:
+        bad = summary.index[summary["r_hat"] > rhat_max].tolist()
+        problems.append(f"R-hat {worst_rhat:.3f} > {rhat_max} for {', '.join(bad)}: chains disagree (multimodal, "
+                        f"non-identifiable or not yet mixed); run longer or reparameterise / fix a parameter.")
+    if eta_summary and eta_summary["max_r_hat"] > rhat_max:
+        problems.append(f"R-hat {eta_summary['max_r_hat']:.3f} > {rhat_max} for some etas.")
+    low_ess = summary["ess_bulk"].min() if len(summary) else np.nan
+    if np.isfinite(low_ess) and low_ess < ess_min:
+        bad = summary.index[summary["ess_bulk"] < ess_min].tolist()
+        problems.append(f"bulk ESS {low_ess:.0f} < {ess_min} for {', '.join(bad)}: too few effective draws; "
+                        f"increase draws (or chains).")
+    if eta_summary and eta_summary["min_ess_bulk"] < ess_min:
+        problems.append(f"bulk ESS {eta_summary['min_ess_bulk']:.0f} < {ess_min} for some etas.")
+    if n_div:
+        problems.append(f"{n_div} divergent transitions: the sampler missed part of the posterior; raise "
+                        f"target_accept (e.g. 0.95) or reparameterise.")
+    low_bfmi = np.nanmin(ebfmi) if np.isfinite(ebfmi).any() else np.nan
+    if np.isfinite(low_bfmi) and low_bfmi < ebfmi_min:
+        problems.append(f"E-BFMI {low_bfmi:.2f} < {ebfmi_min}: heavy-tailed energy, poor exploration "
+                        f"(often a funnel); reparameterise or tighten priors.")
+    thresholds = {"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min}
+    return Diagnostics(summary, eta_summary, n_div, n_draws, ebfmi, problems, thresholds)
+
+
+def _row(az, label, x):
+    return {
+        "param": label, "mean": float(x.mean()), "sd": float(x.std()),
+        "q5": float(np.quantile(x, 0.05)), "q95": float(np.quantile(x, 0.95)),
+        "r_hat": float(az.rhat(x)), "ess_bulk": float(az.ess(x, method="bulk")),
+        "ess_tail": float(az.ess(x, method="tail")),
+    }
+
+
+def warn_if_problems(diag: Diagnostics, stacklevel: int = 3) -> None:
+    """Print the problems loudly and raise a :class:`ConvergenceWarning` for each fit that has any."""
+    if diag.ok:
+        return
+    text = "pkpd.fit: CONVERGENCE PROBLEMS: " + " | ".join(diag.problems)
+    print("\n" + "!" * 78 + "\n" + text + "\n" + "!" * 78, flush=True)
+    warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel)
+
+
+# ================================================================= fitting
+def fit(
+    model: PopPKModel,
+    data,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int | None = None,
+    *,
+    cores: int | None = None,
+    sampler: str = "nutpie",
+    target_accept: float = 0.9,
+    init: str = "support_point",
+    progress: bool = True,
+    verbose: bool = True,
+    check_units: bool = True,
+):
+    """Fit a population PK model by NUTS and return an ``arviz.InferenceData``.
+
+    Parameters
+    ----------
+    model : :class:`PopPKModel` (e.g. :func:`~pkpd.popfit.theophylline_model`).
+    data : :class:`pkpd.nonmem.Dataset` (or flattened :class:`FitData`).
+    draws, tune, chains : kept draws and warm-up iterations per chain, number of chains.
+    seed : seeds the sampler and the posterior-predictive noise.  ``None`` draws a
+        fresh seed, prints it and stores it in ``idata.attrs["seed"]``.
+    cores : chains run in parallel (default: min(chains, CPU count)).
+    sampler : ``"nutpie"`` (compiled numba logp; default) or ``"pymc"``.  If
+        nutpie cannot be used the fit falls back to PyMC with a warning.
+    target_accept : NUTS step-size adaptation target.  0.9 (PyMC's default is 0.8)
+        because hierarchical PK posteriors have regions of high curvature (small
+        residual SD, data-rich non-centred etas) where 0.8 gives occasional
+        divergences; raise to 0.95 if some remain.
+    init : ``"support_point"`` (default) starts the chains near the prior
+        medians, jittered; ``"prior"`` starts each chain at its own prior draw
+        (overdispersed starts: R-hat then reveals multimodality such as the
+        flip-flop ka <-> k of oral models, at the price of chains that may stay
+        in a minor mode).  Use ``"prior"`` to check a model for several modes.
+    progress : show the sampler's progress bar.  verbose : print timings,
+        the parameter table and diagnostics.
+
+    Returns ``arviz.InferenceData`` (groups described in the module docs);
+    ``idata.attrs`` holds timings (s), sampler, cores, chains, draws, tune, seed.
+    Emits :class:`ConvergenceWarning` when a diagnostic fails (see :func:`diagnose`).
+    """
+    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if int(value) != value or value < low:
+            raise PKPDInputError(f"{name} must be a whole number >= {low}; got {value!r}.")
+    if sampler not in ("nutpie", "pymc"):
+        raise PKPDInputError(f"sampler must be 'nutpie' or 'pymc'; got {sampler!r}.")
+    if init not in ("prior", "support_point"):
+        raise PKPDInputError(f"init must be 'prior' or 'support_point'; got {init!r}.")
+    if not 0 < target_accept < 1:
+        raise PKPDInputError(f"target_accept must be in (0, 1), e.g. 0.8; got {target_accept!r}.")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+        print(f"pkpd.fit: no seed given, using seed={seed} (pass seed= to reproduce)", flush=True)
+    seed = int(seed)
+    cores = int(cores or min(chains, os.cpu_count() or 1))
+    timings = {}
+    t_start = time.perf_counter()
+
+    t0 = time.perf_counter()
+    built = model if isinstance(model, BuiltModel) else build_model(model, data, check_units=check_units)
+    timings["build_s"] = time.perf_counter() - t0
+    spec, fd = built.spec, built.data
+    if verbose:
+        block = fd.blocks[CONC_CMT]
+        note = f", {len(fd.excluded)} pre-dose observations left out" if len(fd.excluded) else ""
+        print(
+            f"pkpd.fit: {spec.name}: {fd.n_subjects} subjects, {block.n} concentrations ({spec.conc_unit}, "
+            f"{block.n_blq} BLQ){note}", flush=True,
+        )
+
+    used = sampler
+    idata = None
+    if sampler == "nutpie":
+        try:
+            idata, t_compile, t_sample = _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept,
+                                                        progress, verbose, init)
+            timings["compile_s"], timings["sampling_s"] = t_compile, t_sample
+        except ImportError as exc:  # nutpie or numba missing
+            warnings.warn(f"nutpie unavailable ({exc}); falling back to PyMC's NUTS.", RuntimeWarning, stacklevel=2)
+            used = "pymc"
+    if idata is None:
+        idata, t_compile, t_sample = _sample_pymc(built, draws, tune, chains, cores, seed, target_accept, progress,
+                                                  verbose, init)
+        timings["compile_s"], timings["sampling_s"] = t_compile, t_sample
+
+    t0 = time.perf_counter()
+    add_predictions(idata, built, seed)
+    timings["postprocess_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    n_draws = chains * draws
+    idata.attrs.update({
+        "sampler": used, "chains": int(chains), "draws": int(draws), "tune": int(tune), "cores": cores,
+        "seed": seed, "target_accept": float(target_accept), "init": init, "model": spec.name,
+        **{k: round(v, 3) for k, v in timings.items()},
+    })
+
+    diag = diagnose(idata, var_names=built.free_param_names)
+    if verbose:
+        print(
+            f"pkpd.fit: {used}, {chains} chains x {draws} draws (+{tune} tune) on {cores} cores, seed {seed}\n"
+            f"  build {timings['build_s']:.1f} s, compile {timings['compile_s']:.1f} s, "
+            f"sampling {timings['sampling_s']:.1f} s, post-processing {timings['postprocess_s']:.1f} s, "
+            f"total {timings['total_s']:.1f} s ({n_draws} draws)", flush=True,
+        )
+        print(diag, flush=True)
+    warn_if_problems(diag)
+    return idata
+
+
+def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init):
+    import nutpie
+
+    key = ("nutpie", init)
+    t0 = time.perf_counter()
+    compiled = built.compiled.get(key)
+    if compiled is None:
+        if verbose:
+            print("pkpd.fit: compiling the model with nutpie (numba; ~5-10 s, ~30 s on a fresh numba cache)...",
+                  flush=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            # PyTensor's C backend (used only for the initial points) complains about BLAS; irrelevant here.
+            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*", category=UserWarning)
+            compiled = nutpie.compile_pymc_model(
+                built.pymc_model, backend="numba", default_initialization_strategy=init,
+            )
+        built.compiled[key] = compiled
+    t_compile = time.perf_counter() - t0
+    if verbose:
+        print(f"pkpd.fit: compiled in {t_compile:.1f} s; sampling {chains} chains x ({tune} tune + {draws} draws) "
+              f"on {cores} cores...", flush=True)
+    t0 = time.perf_counter()
+    idata = nutpie.sample(
+        compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed, save_warmup=False,
+        progress_bar=progress, target_accept=target_accept,
+    )
+    t_sample = time.perf_counter() - t0
+    _drop_transformed(idata)
+    return idata, t_compile, t_sample
+
+
+def _sample_pymc(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init):
+    import pymc as pm
+
+    if verbose:
+        print("pkpd.fit: sampling with PyMC's NUTS (C backend)...", flush=True)
+    t0 = time.perf_counter()
+    initvals = None
+    if init == "prior":  # overdispersed starting points, one prior draw per chain
+        rng = np.random.default_rng([seed, 7])
+        with built.pymc_model:
+            prior = pm.sample_prior_predictive(draws=chains, random_seed=rng, var_names=[
+                v.name for v in built.pymc_model.free_RVs])
+        initvals = [{v.name: prior.prior[v.name].values[0, c] for v in built.pymc_model.free_RVs}
+                    for c in range(chains)]
+    with built.pymc_model:
+        idata = pm.sample(
+            draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed, target_accept=target_accept,
+            progressbar=progress, compute_convergence_checks=False, nuts_sampler="pymc", initvals=initvals,
+        )
+    t_all = time.perf_counter() - t0
+    for group in [g for g in idata.groups() if g not in ("posterior", "sample_stats")]:
+        del idata[group]
+    # PyMC does not separate compilation from sampling; report it all as sampling.
+    return idata, 0.0, t_all
+
+
+def _drop_transformed(idata) -> None:
+    post = idata.posterior
+    drop = [v for v in post.data_vars if v.endswith("__")]
+    if drop:
+        idata.posterior = post.drop_vars(drop)
+
+
+# ================================================================= predictions
+def posterior_individual_params(idata, built: BuiltModel, population: bool = False) -> dict:
+    """Individual parameters per draw, ``{name: (chain, draw, subject)}`` (NumPy).
+
+    population=True sets the etas to 0 (typical subject with its own covariates).
+    """
+    post = idata.posterior
+    spec = built.spec
+    typical = {p: post[p].values for p in spec.param_names}
+    thetas = {c.var_name: post[c.var_name].values for c in spec.covariates if c.sd is not None}
+    etas = {} if population else {n: post[f"eta_{n}"].values for n in spec.iiv_names}
+    return individual_params(np, spec, typical, thetas, etas, built.data)
+
+
+def predict_draws(built: BuiltModel, endpoint, indiv: dict, block=None) -> np.ndarray:
+    """Predictions of ``endpoint`` for individual parameters with leading draw axes.
+
+    indiv : ``{name: (..., n_subjects)}``.  Evaluated in chunks of draws so that
+    memory stays bounded.  Returns ``(..., block.n)``.
+    """
+    block = block if block is not None else built.data.blocks[endpoint.cmt]
+    first = next(iter(indiv.values()))
+    lead = first.shape[:-1]
+    flat = {k: v.reshape(-1, v.shape[-1]) for k, v in indiv.items()}
+    n = next(iter(flat.values())).shape[0]
+    per_draw = max(1, block.n * max(1, block.design.n_doses))
+    step = max(1, _CHUNK_ELEMENTS // per_draw)
+    out = np.empty((n, block.n))
+    for start in range(0, n, step):
+        part = {k: v[start:start + step] for k, v in flat.items()}
+        out[start:start + step] = endpoint.predict_np(part, block)
+    return out.reshape(lead + (block.n,))
+
+
+def _sigmas(post, ep):
+    sp = post[ep.sigma_prop_name].values[..., None] if ep.error.has_prop else None
+    sa = post[ep.sigma_add_name].values[..., None] if ep.error.has_add else None
+    return sp, sa
+
+
+def add_predictions(idata, built: BuiltModel, seed: int) -> None:
+    """Add IPRED/PRED draws, posterior predictive, pointwise log-likelihood,
+    observed and constant data to ``idata`` (in place)."""
+    import xarray as xr
+    from scipy.special import log_ndtr
+    from scipy.stats import norm
+
+    post = idata.posterior
+    chain, draw = post["chain"].values, post["draw"].values
+    rng = np.random.default_rng([seed, 20250])
+    indiv = posterior_individual_params(idata, built)
+    indiv_pop = posterior_individual_params(idata, built, population=True)
+    new_post, pp, ll, obs, const = {}, {}, {}, {}, {}
+    ids = np.asarray(built.data.ids)
+    for ep in built.endpoints:
+        block = built.data.blocks[ep.cmt]
+        dim = f"{ep.name}_obs"
+        ipred = predict_draws(built, ep, indiv, block)
+        pred = predict_draws(built, ep, indiv_pop, block)
+        sp, sa = _sigmas(post, ep)
+        sd = residual_sd(np, ep.error, ipred, sp, sa)
+        y_rep = ipred + sd * rng.standard_normal(ipred.shape)
+        nq = block.n_quantified
+        loglik = np.empty_like(ipred)
+        loglik[..., :nq] = norm.logpdf(block.dv[:nq], ipred[..., :nq], sd[..., :nq])
+        loglik[..., nq:] = log_ndtr((block.lloq[nq:] - ipred[..., nq:]) / sd[..., nq:])
+        coords3 = {"chain": chain, "draw": draw, dim: np.arange(block.n)}
+        new_post[f"{ep.name}_ipred"] = xr.DataArray(ipred, coords=coords3, dims=("chain", "draw", dim))
+        new_post[f"{ep.name}_pred"] = xr.DataArray(pred, coords=coords3, dims=("chain", "draw", dim))
+        pp[ep.name] = xr.DataArray(y_rep, coords=coords3, dims=("chain", "draw", dim))
+        ll[ep.name] = xr.DataArray(loglik, coords=coords3, dims=("chain", "draw", dim))
+        observed = np.where(block.blq, block.lloq, block.dv)
+        obs[ep.name] = xr.DataArray(observed, coords={dim: np.arange(block.n)}, dims=(dim,))
+        const[f"{ep.name}_time"] = xr.DataArray(block.time, dims=(dim,), attrs={"unit": "h"})
+        const[f"{ep.name}_id"] = xr.DataArray(ids[block.subject], dims=(dim,))
+        const[f"{ep.name}_subject"] = xr.DataArray(block.subject, dims=(dim,))
+        const[f"{ep.name}_blq"] = xr.DataArray(block.blq, dims=(dim,))
+        const[f"{ep.name}_lloq"] = xr.DataArray(block.lloq, dims=(dim,), attrs={"unit": ep.unit})
+    idata.posterior = post.assign(new_post)
+    groups = {
+        "posterior_predictive": xr.Dataset(pp),
+        "log_likelihood": xr.Dataset(ll),
+        "observed_data": xr.Dataset(obs),
+        "constant_data": xr.Dataset(const),
+    }
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        for name, ds in groups.items():
+            if name in idata.groups():
+                del idata[name]
+        idata.add_groups(groups)

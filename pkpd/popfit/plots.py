@@ -2,6 +2,7 @@
 
 * :func:`residuals` / :func:`plot_gof`: DV vs PRED and IPRED, conditional
   weighted residuals vs time and vs PRED.
+* :func:`individual_estimates`: each subject's parameters (posterior median, interval).
 * :func:`plot_individual_fits`: observations with the individual posterior
   prediction (median and band) and the population prediction per subject.
 * :func:`vpc` / :func:`plot_vpc`: visual predictive check, optionally
@@ -131,6 +132,25 @@ def _smooth(ax, x, y, log: bool, n_bins: int = 8):
     xm = [np.median(x[idx == b]) for b in range(len(edges) - 1) if (idx == b).any()]
     ym = [np.median(y[idx == b]) for b in range(len(edges) - 1) if (idx == b).any()]
     ax.plot(xm, ym, "r-", lw=1.5, label="binned median")
+
+
+# ================================================================= individual estimates
+def individual_estimates(idata, model, data, interval: float = 0.9) -> pd.DataFrame:
+    """Posterior median and ``interval`` bounds of each subject's parameters.
+
+    One row per subject ID; columns ``<param>``, ``<param>_lo``, ``<param>_hi``
+    for every structural parameter (units as in the model, e.g. ka 1/h, cl L/h, v L).
+    """
+    ctx = _context(model, data)
+    indiv = posterior_individual_params(idata, ctx)
+    lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+    out = pd.DataFrame(index=pd.Index(ctx.data.ids, name="ID"))
+    for name, values in indiv.items():
+        flat = values.reshape(-1, values.shape[-1])
+        out[name] = np.median(flat, axis=0)
+        out[f"{name}_lo"] = np.quantile(flat, lo, axis=0)
+        out[f"{name}_hi"] = np.quantile(flat, hi, axis=0)
+    return out
 
 
 # ================================================================= individual fits
@@ -344,9 +364,9 @@ def plot_vpc(idata, model, data, n_sim: int = 200, pred_corrected: bool = False,
         idx = np.clip(np.searchsorted(edges, block.time, side="right") - 1, 0, len(edges) - 2)
         med = np.array([np.median(pred[idx == b]) if (idx == b).any() else np.nan for b in range(len(edges) - 1)])
         dv = (block.dv * med[idx] / pred)[q]
-    ax.plot(block.time[q], dv, "o", color="C0", ms=3, alpha=0.5, label="observed")
+    ax.plot(block.time[q], dv, "o", color="k", ms=3, alpha=0.35, label="observed")
     x = table["t_mid"].to_numpy()
-    for p, color in zip(table.attrs["percentiles"], ("C1", "C3", "C1")):
+    for p, color in zip(table.attrs["percentiles"], ("C0", "C3", "C0")):
         ax.fill_between(x, table[f"sim_p{p}_lo"], table[f"sim_p{p}_hi"], color=color, alpha=0.25,
                         label=f"simulated p{p} ({table.attrs['interval']:.0%})")
         ax.plot(x, table[f"obs_p{p}"], "-", color=color, lw=2 if p == 50 else 1.2, label=f"observed p{p}")

@@ -450,6 +450,11 @@ def test_extra_endpoint_adds_a_pd_likelihood_term():
         emax, ec50, base = indiv["emax"][..., s], indiv["ec50"][..., s], indiv["base"][..., s]
         return base * (1 + emax * conc / (ec50 + conc))
 
+    # a PK-only fit of these data leaves the platelets out, and says so
+    pk_only = flatten(data)
+    assert set(pk_only.blocks) == {2} and (pk_only.excluded["cmt"] == 3).sum() == 6
+    assert pk_only.excluded["reason"].str.contains("CMT 3").all()
+
     effect = Endpoint("plt", 3, "10^9/L", predict, ResidualError("proportional", prop_scale=0.2), "_plt")
     spec = PopPKModel(
         params=(Param("ka", 1.0, 0.5, None), Param("cl", 5.0, 0.5, None), Param("v", 50.0, 0.5, None),
@@ -481,3 +486,42 @@ def test_extra_endpoint_adds_a_pd_likelihood_term():
             expected += stats.norm.logpdf(o["dv"].to_numpy(), mu, sd).sum()
     # abs: PyMC's LogNormal logp itself differs from scipy's by ~2e-9 at sigma = 0.5
     assert float(logp(values)) == pytest.approx(expected, rel=1e-10, abs=1e-8)
+
+
+# ================================================================ diagnostics on constructed chains
+def test_diagnose_flags_constructed_problems():
+    """Chains built with known defects: one chain offset by 1 SD (R-hat >> 1.01),
+    strongly autocorrelated chains (ESS << 400), a divergence flag, and a
+    correlation matrix whose diagonal and upper triangle must not be tabulated."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    good = rng.standard_normal((4, 1000))
+    shifted = good + np.array([0, 0, 0, 1.0])[:, None]
+    ar = np.zeros((4, 1000))
+    for t in range(1, 1000):
+        ar[:, t] = 0.99 * ar[:, t - 1] + rng.standard_normal(4) * np.sqrt(1 - 0.99**2)
+    rho = np.tanh(0.3 + 0.05 * rng.standard_normal((4, 1000)))
+    corr = np.ones((4, 1000, 2, 2))
+    corr[..., 0, 1] = corr[..., 1, 0] = rho
+    energy = rng.standard_normal((4, 1000))
+    idata = az.from_dict(
+        posterior={"good": good, "shifted": shifted, "sticky": ar, "omega_corr": corr},
+        sample_stats={"diverging": np.zeros((4, 1000), bool), "energy": energy},
+        dims={"omega_corr": ["iiv_param", "iiv_param_"]},
+        coords={"iiv_param": ["ka", "cl"], "iiv_param_": ["ka", "cl"]},
+    )
+    d = diagnose(idata)
+    assert d.summary.loc["good", "r_hat"] < 1.01 and d.summary.loc["shifted", "r_hat"] > 1.05
+    assert d.summary.loc["sticky", "ess_bulk"] < 100
+    assert list(d.summary.index) == ["good", "shifted", "sticky", "omega_corr[cl,ka]"]
+    assert d.n_divergent == 0
+    assert any("R-hat" in p and "shifted" in p for p in d.problems)
+    assert any("bulk ESS" in p and "sticky" in p for p in d.problems)
+    # white-noise energy: E-BFMI ~ 2 per chain, no E-BFMI problem
+    assert all(b > 1 for b in d.ebfmi) and not any("E-BFMI" in p for p in d.problems)
+    # energy that drifts like a random walk: E-BFMI = E[dE^2] / Var(E) << 0.3
+    idata.sample_stats["energy"][:] = np.cumsum(energy, axis=1)
+    assert any("E-BFMI" in p for p in diagnose(idata).problems)
+    idata.sample_stats["diverging"][0, 5] = True
+    assert diagnose(idata).n_divergent == 1 and any("divergent" in p for p in diagnose(idata).problems)

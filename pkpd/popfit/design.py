@@ -217,9 +217,10 @@ def as_dataset(data, dv_unit: str | None = None) -> Dataset:
 def flatten(dataset: Dataset, cmts=(CONC_CMT,), drop_predose: bool = True) -> FitData:
     """Stack the observations of the given compartments for fitting.
 
-    drop_predose : leave out observations that no dose can explain yet (before
-        the first dose of the subject, prediction identically 0); they are
-        listed in ``FitData.excluded``.  Keeping them needs an additive error.
+    drop_predose : leave out concentrations that no dose can explain yet (before
+        the first dose of the subject, prediction identically 0).  Keeping them
+        needs an additive error.  These and observations of compartments not in
+        ``cmts`` are listed, with the reason, in ``FitData.excluded``.
     """
     subjects = dataset.subjects
     if not subjects:
@@ -260,8 +261,13 @@ def flatten(dataset: Dataset, cmts=(CONC_CMT,), drop_predose: bool = True) -> Fi
     # steady-state train.  Other compartments (e.g. baseline platelets) are informative and always kept.
     predose = ((t < fd) | ((t <= fd) & ~first_ss[subj])) & (table["cmt"].to_numpy() == CONC_CMT)
     drop = predose & drop_predose
-    excluded = table[drop].assign(ID=[ids[i] for i in subj[drop]], reason="before the first dose (prediction 0)")
-    keep = table[~drop]
+    other_cmt = ~table["cmt"].isin(cmts).to_numpy()
+    excluded = pd.concat([
+        table[drop].assign(reason="concentrations before the first dose (prediction 0)"),
+        table[other_cmt].assign(reason=[f"observations of CMT {c} (not in the model)" for c in table["cmt"][other_cmt]]),
+    ])
+    excluded["ID"] = [ids[i] for i in excluded["subject"]]
+    keep = table[~drop & ~other_cmt]
     blocks = {}
     for cmt in cmts:
         part = keep[keep["cmt"] == cmt]

@@ -530,7 +530,7 @@ def _iiv(pm, pt, model: PopPKModel, iiv: list[str]) -> dict:
     if model.correlated_iiv and len(iiv) > 1:
         chol, corr, sds = pm.LKJCholeskyCov(
             "omega_chol", n=len(iiv), eta=model.lkj_eta,
-            sd_dist=pm.HalfNormal.dist(sigma=scales, shape=len(iiv)), compute_corr=True,
+            sd_dist=pm.HalfNormal.dist(sigma=scales, shape=len(iiv)), compute_corr=True, store_in_trace=False,
         )
         pm.Deterministic("omega_corr", corr, dims=("iiv_param", "iiv_param_"))
         z = pm.Normal("eta_z", 0.0, 1.0, dims=("subject", "iiv_param"))

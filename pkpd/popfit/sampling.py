@@ -139,9 +139,14 @@ def diagnose(
         stacked = da.stack(_k=extra) if extra else da.expand_dims(_k=[0], axis=-1)
         for k in range(stacked.sizes["_k"]):
             x = stacked.isel(_k=k).transpose("chain", "draw").values
-            label = v if not extra else f"{v}[{','.join(str(i) for i in np.atleast_1d(stacked['_k'].values[k]))}]"
-            if np.ptp(x) == 0:  # a constant (e.g. the diagonal of a correlation matrix)
+            index = [str(i) for i in np.atleast_1d(stacked["_k"].values[k])]
+            label = v if not extra else f"{v}[{','.join(index)}]"
+            if np.ptp(x) < 1e-12 * max(1.0, np.abs(x).max()):  # a constant, e.g. a correlation matrix's diagonal
                 continue
+            if v.endswith("_corr") and len(index) == 2 and extra and \
+                    list(post[v].coords[extra[0]].values).index(stacked["_k"].values[k][0]) < \
+                    list(post[v].coords[extra[1]].values).index(stacked["_k"].values[k][1]):
+                continue  # a correlation matrix is symmetric: report the lower triangle only
             rows.append(_row(az, label, x))
     summary = pd.DataFrame(rows).set_index("param") if rows else pd.DataFrame(
         columns=["mean", "sd", "q5", "q95", "r_hat", "ess_bulk", "ess_tail"])
@@ -168,10 +173,10 @@ def diagnose(
     worst_rhat = summary["r_hat"].max() if len(summary) else np.nan
     if np.isfinite(worst_rhat) and worst_rhat > rhat_max:
         bad = summary.index[summary["r_hat"] > rhat_max].tolist()
-        problems.append(f"R-hat {worst_rhat:.3f} > {rhat_max} for {', '.join(bad)}: chains disagree (multimodal, "
+        problems.append(f"R-hat {worst_rhat:.4f} > {rhat_max} for {', '.join(bad)}: chains disagree (multimodal, "
                         f"non-identifiable or not yet mixed); run longer or reparameterise / fix a parameter.")
     if eta_summary and eta_summary["max_r_hat"] > rhat_max:
-        problems.append(f"R-hat {eta_summary['max_r_hat']:.3f} > {rhat_max} for some etas.")
+        problems.append(f"R-hat {eta_summary['max_r_hat']:.4f} > {rhat_max} for some etas.")
     low_ess = summary["ess_bulk"].min() if len(summary) else np.nan
     if np.isfinite(low_ess) and low_ess < ess_min:
         bad = summary.index[summary["ess_bulk"] < ess_min].tolist()
@@ -199,12 +204,14 @@ def _row(az, label, x):
     }
 
 
-def warn_if_problems(diag: Diagnostics, stacklevel: int = 3) -> None:
-    """Print the problems loudly and raise a :class:`ConvergenceWarning` for each fit that has any."""
+def warn_if_problems(diag: Diagnostics, stacklevel: int = 3, printed: bool = False) -> None:
+    """Print the problems loudly (unless the full report was ``printed`` already)
+    and emit one :class:`ConvergenceWarning` listing them."""
     if diag.ok:
         return
     text = "pkpd.fit: CONVERGENCE PROBLEMS: " + " | ".join(diag.problems)
-    print("\n" + "!" * 78 + "\n" + text + "\n" + "!" * 78, flush=True)
+    if not printed:
+        print("\n" + "!" * 78 + "\n" + text + "\n" + "!" * 78, flush=True)
     warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel)
 
 
@@ -276,7 +283,8 @@ def fit(
     spec, fd = built.spec, built.data
     if verbose:
         block = fd.blocks[CONC_CMT]
-        note = f", {len(fd.excluded)} pre-dose observations left out" if len(fd.excluded) else ""
+        note = "".join(f"; left out: {n} {reason}" for reason, n in fd.excluded["reason"].value_counts().items()) \
+            if len(fd.excluded) else ""
         print(
             f"pkpd.fit: {spec.name}: {fd.n_subjects} subjects, {block.n} concentrations ({spec.conc_unit}, "
             f"{block.n_blq} BLQ){note}", flush=True,
@@ -317,7 +325,7 @@ def fit(
             f"total {timings['total_s']:.1f} s ({n_draws} draws)", flush=True,
         )
         print(diag, flush=True)
-    warn_if_problems(diag)
+    warn_if_problems(diag, printed=verbose)
     return idata
 
 

@@ -236,8 +236,12 @@ def fit(
 
     Parameters
     ----------
-    model : :class:`PopPKModel` (e.g. :func:`~pkpd.popfit.theophylline_model`).
-    data : :class:`pkpd.nonmem.Dataset` (or flattened :class:`FitData`).
+    model : :class:`PopPKModel` (e.g. :func:`~pkpd.popfit.theophylline_model`), or a
+        :class:`BuiltModel` from :func:`~pkpd.popfit.build_model` or an earlier fit:
+        it carries its data (``data`` is then ignored, pass None) and its
+        compiled sampler, so refitting skips the ~8 s compilation.
+    data : :class:`pkpd.nonmem.Dataset` (or flattened :class:`FitData`); its DV
+        unit must be the model's ``conc_unit``.
     draws, tune, chains : kept draws and warm-up iterations per chain, number of chains.
     seed : seeds the sampler and the posterior-predictive noise.  ``None`` draws a
         fresh seed, prints it and stores it in ``idata.attrs["seed"]``.
@@ -278,6 +282,9 @@ def fit(
     t_start = time.perf_counter()
 
     t0 = time.perf_counter()
+    if isinstance(model, BuiltModel) and model.pymc_model is None:
+        raise PKPDInputError("model is a BuiltModel from prepare() without a PyMC model; use build_model() or pass "
+                             "the PopPKModel itself.")
     built = model if isinstance(model, BuiltModel) else build_model(model, data, check_units=check_units)
     timings["build_s"] = time.perf_counter() - t0
     spec, fd = built.spec, built.data

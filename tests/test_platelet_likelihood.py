@@ -1,0 +1,70 @@
+"""The platelet prediction used for fitting (pkpd.popfit.platelets) against the
+independent exact-step simulator (pkpd.pd), in NumPy and in PyTensor, and its
+gradient against finite differences."""
+
+import numpy as np
+import pytest
+
+from pkpd import PKPDInputError, Regimen, models
+from pkpd.popfit.platelets import platelet_grid, predict_platelets
+from pkpd.simulate import solver_for
+
+NAMES = ["ka", "cl", "v", "emax", "ec50", "mtt", "lifespan", "plt0"]
+
+
+@pytest.fixture(scope="module")
+def study():
+    regimens = [Regimen.daily(5, 10), Regimen.daily(2.5, 10) + Regimen.daily(5, 5, start_h=240),
+                Regimen.single(7.5), Regimen.daily(7.5, 14).interrupt(96, 168)]
+    times = [np.array([0, 48, 96, 168, 240, 336, 504, 672, 840.0]), np.array([24, 72, 120, 240, 480, 600.0]),
+             np.array([144, 336.0]), np.array([12, 36, 200, 400.0])]
+    params = models.hetrombopag("healthy").sample_parameters(len(regimens), seed=3)
+    params.loc[3, ["ka", "lifespan", "mtt"]] = [1.5, 60.0, 120.0]  # a fast absorber, short lifespan
+    subject = np.concatenate([[i] * len(t) for i, t in enumerate(times)])
+    return regimens, times, params, subject, np.concatenate(times)
+
+
+def exact(study):
+    regimens, times, params, _, _ = study
+    return np.concatenate([
+        solver_for(params.iloc[[i]]).run(r.times, r.amounts, t)[1][0] for i, (r, t) in enumerate(zip(regimens, times))
+    ])
+
+
+def test_numpy_prediction_matches_exact_simulator(study):
+    regimens, _, params, subject, times = study
+    grid = platelet_grid(regimens, subject, times)
+    assert grid.h == 4.0  # observations at 12 h and 200 h: the largest common step is 4 h
+    pred = predict_platelets(np, *[params[n].to_numpy() for n in NAMES], grid=grid)
+    np.testing.assert_allclose(pred, exact(study), rtol=2e-6)
+
+
+def test_pytensor_prediction_and_gradient(study):
+    pytensor = pytest.importorskip("pytensor")
+    pt = pytensor.tensor
+    regimens, _, params, subject, times = study
+    grid = platelet_grid(regimens, subject, times)
+    inputs = [pt.dvector(n) for n in NAMES]
+    pred = predict_platelets(pt, *inputs, grid=grid)
+    target = np.log(exact(study) * 1.2)
+    loss = ((pt.log(pred) - target) ** 2).sum()
+    f = pytensor.function(inputs, [pred, loss, *pt.grad(loss, inputs)])
+    values = [params[n].to_numpy().copy() for n in NAMES]
+    out = f(*values)
+    np.testing.assert_allclose(out[0], exact(study), rtol=2e-6)
+    for i, name in enumerate(NAMES):
+        for s in (0, 3):
+            step = 1e-6 * values[i][s]
+            up = [v.copy() for v in values]
+            up[i][s] += step
+            down = [v.copy() for v in values]
+            down[i][s] -= step
+            fd = (f(*up)[1] - f(*down)[1]) / (2 * step)
+            assert out[2 + i][s] == pytest.approx(fd, rel=1e-5, abs=1e-10), (name, s)
+
+
+def test_times_off_the_grid_and_ss_doses_are_refused():
+    with pytest.raises(PKPDInputError, match="grid"):
+        platelet_grid([Regimen.daily(5, 3)], [0], [24.1])
+    with pytest.raises(PKPDInputError, match="steady-state"):
+        platelet_grid([Regimen.daily(5, 3, steady_state=True)], [0], [48.0])

@@ -21,40 +21,29 @@ def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
     return f"{flat[idx].item()!r}{where}"
 
 
+def _require(arr: np.ndarray, bad: np.ndarray, name: str, rule: str, unit: str, fix: str) -> np.ndarray:
+    if bad.any():
+        raise PKPDInputError(f"{name} must be {rule}{_unit(unit)}; got {_first_bad(arr, bad)}. {fix}")
+    return arr
+
+
 def finite(name: str, value, unit: str = "") -> np.ndarray:
     """Return ``value`` as a float array, rejecting NaN and infinity."""
     arr = np.asarray(value, dtype=float)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise PKPDInputError(
-            f"{name} must be a finite number{_unit(unit)}; got {_first_bad(arr, bad)}. "
-            f"Replace missing or infinite values before calling."
-        )
-    return arr
+    return _require(arr, ~np.isfinite(arr), name, "a finite number", unit,
+                    "Replace missing or infinite values before calling.")
 
 
 def positive(name: str, value, unit: str = "") -> np.ndarray:
     """Finite and strictly positive (rate constants, volumes, clearances)."""
     arr = finite(name, value, unit)
-    bad = arr <= 0
-    if bad.any():
-        raise PKPDInputError(
-            f"{name} must be > 0{_unit(unit)}; got {_first_bad(arr, bad)}. "
-            f"Use a strictly positive value."
-        )
-    return arr
+    return _require(arr, arr <= 0, name, "> 0", unit, "Use a strictly positive value.")
 
 
 def nonnegative(name: str, value, unit: str = "") -> np.ndarray:
     """Finite and >= 0 (doses, times, Emax, gamma)."""
     arr = finite(name, value, unit)
-    bad = arr < 0
-    if bad.any():
-        raise PKPDInputError(
-            f"{name} must be >= 0{_unit(unit)}; got {_first_bad(arr, bad)}. "
-            f"Use a value of zero or more."
-        )
-    return arr
+    return _require(arr, arr < 0, name, ">= 0", unit, "Use a value of zero or more.")
 
 
 def sorted_times(name: str, value, unit: str = "h") -> np.ndarray:

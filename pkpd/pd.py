@@ -332,6 +332,7 @@ class PKPDSolver:
     nodes: int = DEFAULT_NODES
     max_step_h: float = DEFAULT_MAX_STEP_H
     _cache: dict = field(default_factory=dict, repr=False)
+    _stacked: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self):
         S = self.pd.n_subjects
@@ -459,10 +460,7 @@ class PKPDSolver:
                 args.append(i)
         conc = np.full((S, times.size), np.nan)
         plt = np.full((S, times.size), np.nan)
-        if any(op == OP_STEP for op in ops):
-            tables = {name: np.stack([c[name] for c in self._cache.values()]) for name in self._cache[next(iter(self._cache))]}
-        else:
-            tables = self._empty_tables()
+        tables = self._tables() if OP_STEP in ops else self._empty_tables()
         p = self.pd
         _run_plan(
             np.array(ops, np.int64), np.array(args, np.int64), amounts,
@@ -474,6 +472,15 @@ class PKPDSolver:
         )
         state["t"] = max(t, t0)
         return conc, plt, state
+
+    def _tables(self) -> dict:
+        """The cached propagators stacked along a leading step-kind axis; re-stacked
+        only when a new step length was added (visit-by-visit runs reuse them)."""
+        if self._stacked is None or self._stacked[0] != len(self._cache):
+            first = next(iter(self._cache.values()))
+            stacked = {name: np.stack([c[name] for c in self._cache.values()]) for name in first}
+            self._stacked = (len(self._cache), stacked)
+        return self._stacked[1]
 
     def _empty_tables(self) -> dict:
         S, m, big_n = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1

@@ -40,10 +40,10 @@ from . import kernels
 
 #: Gauss points of the chain integrals in :func:`plt_from`: exact to rounding
 #: while ktr h and kdeg h stay below ~4 (MTT/n and lifespan >= 6 h on a 24 h grid).
-CHAIN_QUADRATURE = 16
+CHAIN_QUADRATURE = 8
 #: Input nodes per step and extra quadrature points for the node weights.
 NODES = 8
-QUADRATURE_POINTS = NODES + 12
+QUADRATURE_POINTS = NODES + 6
 #: Candidate grid steps (h): the largest that puts every dose and platelet
 #: observation on the grid is used.
 GRID_STEPS_H = tuple(24.0 / k for k in (1, 2, 3, 4, 6, 8, 12, 24, 48, 96))

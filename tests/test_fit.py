@@ -46,6 +46,8 @@ from pkpd.popfit.design import flatten
 from pkpd.popfit.simulate import PopulationTruth, simulate_study
 from pkpd.regimen import Dose, Regimen
 
+from notebooks import run_notebook
+
 
 # ================================================================ kernels
 def textbook_bateman(t, dose, ka, k, v):
@@ -408,18 +410,7 @@ def test_recovers_simulated_population():
 def test_theophylline_notebook_runs_with_fast_settings(monkeypatch):
     """notebooks/01_theophylline_pk.ipynb executes top to bottom (PKPD_FAST=1)
     and its fit agrees with the published nlme estimates."""
-    from pathlib import Path
-
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "01_theophylline_pk.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    monkeypatch.setenv("PKPD_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    _, text = run_notebook("01_theophylline_pk.ipynb", monkeypatch)
     assert "fast settings" in text
     assert "OK: R-hat <= 1.01" in text  # the fast fit still passes every diagnostic
     assert "inside 90% CrI" in text and "False" not in text.split("inside 90% CrI")[1].split("median ratio")[0]

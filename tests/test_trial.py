@@ -9,7 +9,6 @@ platelets >= 50 x10^9/L at week 8 in 99/168 (start 2.5 mg + titration),
 (range 1-29), 34-41% below 10 x10^9/L.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,8 @@ from scipy.stats import beta
 
 from pkpd import Arm, Endpoints, PKPDInputError, TitrationRule, Trial, models, read_nonmem
 from pkpd.trial import clopper_pearson
+
+from notebooks import run_notebook
 
 RULE = TitrationRule()
 PHASE3_SEED = 20210237  # the seed of scenarios/itp_phase3.toml, fixed before looking at results
@@ -340,13 +341,5 @@ def test_healthy_ec50_would_miss_the_phase3_response():
 # ---------------------------------------------------------------- calibration notebook
 def test_calibration_notebook_runs_with_fast_settings(monkeypatch):
     """notebooks/03_itp_calibration.ipynb executes top to bottom (PKPD_FAST=1)."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "03_itp_calibration.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    monkeypatch.setenv("PKPD_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    _, text = run_notebook("03_itp_calibration.ipynb", monkeypatch, timeout=300)
     assert "fast settings" in text

@@ -210,19 +210,25 @@ class Regimen:
         missing = [c for c in ("TIME", "AMT") if c not in records.columns]
         if missing:
             raise PKPDInputError(f"dose records need columns {missing}; got {list(records.columns)}.")
-        evid = records["EVID"] if "EVID" in records else pd.Series(1, index=records.index)
+        n = len(records)
+        column = lambda name, default: (  # noqa: E731
+            records[name].to_numpy() if name in records else np.full(n, default)
+        )
+        evid = column("EVID", 1)
         doses = []
-        for _, row in records[evid.isin([1, 4])].iterrows():
-            time = float(finite("TIME", row["TIME"], "h"))
-            amount = float(finite("AMT", row["AMT"], "mg"))
-            ii = float(row.get("II", 0.0) or 0.0)
-            addl = int(row.get("ADDL", 0) or 0)
-            ss = int(row.get("SS", 0) or 0)
+        for i in np.flatnonzero(np.isin(evid, [1, 4])):
+            where = f"dose record {i + 1}"
+            time = float(finite(f"TIME ({where})", column("TIME", 0.0)[i], "h"))
+            amount = float(finite(f"AMT ({where})", column("AMT", 0.0)[i], "mg"))
+            ii = float(nonnegative(f"II ({where})", column("II", 0.0)[i], "h"))
+            addl = float(nonnegative(f"ADDL ({where})", column("ADDL", 0)[i]))
+            ss = float(finite(f"SS ({where})", column("SS", 0)[i]))
+            if addl != int(addl):
+                raise PKPDInputError(f"ADDL ({where}) must be a whole number; got {addl!r}.")
             if addl and ii <= 0:
-                raise PKPDInputError(f"ADDL={addl} at TIME={time} needs II > 0; got II={ii}. Set II to the dosing interval (h).")
-            reset = int(evid[_]) == 4
-            doses.append(Dose(time, amount, ss, ii if ss else 0.0, reset))
-            doses += [Dose(time + k * ii, amount) for k in range(1, addl + 1)]
+                raise PKPDInputError(f"ADDL={addl:g} at TIME={time} needs II > 0; got II={ii}. Set II to the dosing interval (h).")
+            doses.append(Dose(time, amount, int(ss), ii if ss else 0.0, int(evid[i]) == 4))
+            doses += [Dose(time + k * ii, amount) for k in range(1, int(addl) + 1)]
         return cls(tuple(doses))
 
 

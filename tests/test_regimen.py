@@ -150,3 +150,21 @@ def test_from_records_expands_addl_and_ignores_non_doses():
 def test_bad_input_raises_clear_errors(make, match):
     with pytest.raises(PKPDInputError, match=match):
         make()
+
+
+def test_from_records_positional_and_checked():
+    """Duplicate index labels do not confuse it; NaN in II names the field and row."""
+    import numpy as np
+    import pandas as pd
+
+    from pkpd import PKPDInputError, Regimen
+
+    reg = Regimen.daily(5, 3) + Regimen.single(2, at_h=100)
+    records = reg.to_records()
+    records.index = [0] * len(records)
+    assert Regimen.from_records(records) == reg
+    records["II"] = np.nan
+    with pytest.raises(PKPDInputError, match=r"II \(dose record 1\).*nan"):
+        Regimen.from_records(records)
+    with pytest.raises(PKPDInputError, match="ADDL"):
+        Regimen.from_records(pd.DataFrame({"TIME": [0.0], "AMT": [5.0], "ADDL": [2.5], "II": [24.0]}))

@@ -22,8 +22,9 @@ __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "mode
 
 # Bayesian population fitting (issue 5) is imported on first use only, so that
 # ``import pkpd`` and the ``pkpd`` command never load PyMC / PyTensor / ArviZ.
-_LAZY = {"ConvergenceWarning": "popfit", "PopPKModel": "popfit", "fit": "popfit"}
-__all__ += ["ConvergenceWarning", "PopPKModel", "fit"]
+_LAZY = {"ConvergenceWarning": "popfit", "PopPKModel": "popfit", "fit": "popfit",
+         "hetrombopag_pkpd_model": "popfit"}
+__all__ += ["ConvergenceWarning", "PopPKModel", "fit", "hetrombopag_pkpd_model"]
 
 
 def __getattr__(name):

@@ -205,17 +205,30 @@ class Trial:
         return sum(a.n for a in self.arms)
 
     # ------------------------------------------------------------ simulation
-    def run(self, seed=None, replicates: int = 1, progress: bool = True, max_chunk: int = MAX_CHUNK) -> "TrialResult":
+    def run(self, seed=None, replicates: int = 1, progress: bool = True, max_chunk: int = MAX_CHUNK,
+            typical_draws: pd.DataFrame | None = None) -> "TrialResult":
         """Simulate ``replicates`` independent trials of this design.
 
         seed : int (or None for fresh entropy; the one used is kept in
             ``result.seed``).  Replicate r always gets the same patients and
             noise for a given seed, whatever the chunking.
         progress : show a tqdm progress bar (stderr).
+        typical_draws : parameter uncertainty, e.g. posterior draws of the
+            typical values from :func:`pkpd.fit`: a DataFrame with one row per
+            replicate (``len(typical_draws) == replicates``) and columns named
+            like the model's parameters (units of
+            :data:`pkpd.models.PARAMETER_UNITS`; ``n_transit`` cannot vary).
+            Replicate r draws its patients around row r's typical values with
+            the model's own IIV; parameters without a column, and the rest of
+            the model (ITP baseline, non-responders, visit noise), stay as
+            they are.  Without it every replicate uses the model's typical
+            values, so replicate intervals show sampling variability only.
+            The draws used are kept in ``result.typical_draws``.
         """
         if isinstance(replicates, bool) or int(replicates) != replicates or replicates < 1:
             raise PKPDInputError(f"replicates must be a whole number >= 1; got {replicates!r}.")
         replicates = int(replicates)
+        models = self._replicate_models(typical_draws, replicates)
         root = np.random.SeedSequence(seed)
         children = root.spawn(replicates)
         grid = self.grid()
@@ -229,17 +242,56 @@ class Trial:
         parts = []
         try:
             for reps in chunks:
-                parts.append(self._run_chunk(reps, children, grid, bar))
+                parts.append(self._run_chunk(reps, children, grid, bar, models))
         finally:
             bar.close()
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return TrialResult(self, merged, grid, replicates, root.entropy if seed is None else seed)
+        result = TrialResult(self, merged, grid, replicates, root.entropy if seed is None else seed)
+        if typical_draws is not None:
+            result.typical_draws = typical_draws.reset_index(drop=True).rename_axis("replicate")
+        return result
 
-    def _run_chunk(self, reps: range, children, grid: np.ndarray, bar) -> dict:
-        """Simulate the replicates ``reps`` together; arrays over their patients."""
+    def _replicate_models(self, typical_draws, replicates: int) -> list[PKPDModel] | None:
+        """One model per replicate with that replicate's typical values (None: self.model for all)."""
+        if typical_draws is None:
+            return None
+        if not isinstance(typical_draws, pd.DataFrame):
+            raise PKPDInputError(
+                f"typical_draws must be a pandas DataFrame (one row per replicate, one column per parameter); "
+                f"got {type(typical_draws).__name__}."
+            )
+        if len(typical_draws) != replicates:
+            raise PKPDInputError(
+                f"typical_draws has {len(typical_draws)} rows but replicates is {replicates}: each replicate trial "
+                f"uses one row. Pass replicates=len(typical_draws), or typical_draws.sample(n={replicates}, "
+                f"random_state=seed) to pick rows."
+            )
+        unknown = [c for c in typical_draws.columns if c not in PARAMETERS]
+        if unknown:
+            raise PKPDInputError(
+                f"typical_draws has unknown columns {unknown}; use parameter names {list(PARAMETERS)} "
+                f"(e.g. rename posterior variables or drop omega_/sigma_ columns)."
+            )
+        if "n_transit" in typical_draws.columns:
+            raise PKPDInputError(
+                "typical_draws cannot vary n_transit (a structural whole number shared by all patients); drop that column."
+            )
+        models = []
+        for r, row in enumerate(typical_draws.itertuples(index=False)):
+            values = dict(zip(typical_draws.columns, map(float, row)))
+            try:
+                models.append(self.model.with_typical(**values))
+            except PKPDInputError as exc:
+                raise PKPDInputError(f"typical_draws row {r}: {exc}") from None
+        return models
+
+    def _run_chunk(self, reps: range, children, grid: np.ndarray, bar, models=None) -> dict:
+        """Simulate the replicates ``reps`` together; arrays over their patients.
+        ``models``: one model per replicate (typical-value draws) or None."""
         n, n_arms = self.n_per_trial, len(self.arms)
         rngs = [np.random.default_rng(children[r]) for r in reps]
-        params = pd.concat([self.model.sample_parameters(n, seed=rng) for rng in rngs], ignore_index=True)
+        params = pd.concat([(self.model if models is None else models[r]).sample_parameters(n, seed=rng)
+                            for r, rng in zip(reps, rngs)], ignore_index=True)
         S, G = len(params), grid.size
         arm_of = np.tile(np.repeat(np.arange(n_arms), [a.n for a in self.arms]), len(reps))
         rep_of = np.repeat(np.asarray(reps), n)
@@ -360,6 +412,8 @@ class TrialResult:
         self.seed = seed
         self._data = data
         self._cache: dict = {}
+        #: typical values per replicate when run with ``typical_draws`` (else None)
+        self.typical_draws: pd.DataFrame | None = None
 
     # ------------------------------------------------------------ helpers
     @property

@@ -8,7 +8,9 @@ Modules: :mod:`~pkpd.popfit.model` (model specification and PyMC builder),
 :mod:`~pkpd.popfit.kernels` (closed-form PK for NumPy and PyTensor),
 :mod:`~pkpd.popfit.design` (dataset -> padded arrays),
 :mod:`~pkpd.popfit.sampling` (:func:`fit`, diagnostics),
-:mod:`~pkpd.popfit.plots` (individual fits, GOF, VPC, shrinkage).
+:mod:`~pkpd.popfit.plots` (individual fits, GOF, VPC, shrinkage),
+:mod:`~pkpd.popfit.pkpd_model` (joint PK + platelet model, sequential fitting),
+:mod:`~pkpd.popfit.simulate_pkpd` (simulated PK/PD studies as NONMEM records).
 """
 
 from .design import FitData, as_dataset, dose_design, flatten
@@ -22,10 +24,21 @@ from .model import (
     build_model,
     theophylline_model,
 )
+from .pkpd_model import (
+    HETROMBOPAG_PD_PARAMS,
+    fit_sequential,
+    hetrombopag_pkpd_model,
+    individual_pk_medians,
+    platelet_endpoint,
+    sequential_pd_model,
+)
 from .sampling import ConvergenceWarning, Diagnostics, diagnose, fit
+from .simulate_pkpd import simulate_pkpd_records
 
 __all__ = [
     "BuiltModel", "ConvergenceWarning", "Covariate", "Diagnostics", "Endpoint", "FitData", "Param",
     "PopPKModel", "ResidualError", "as_dataset", "build_model", "diagnose", "dose_design", "fit", "flatten",
     "theophylline_model",
+    "HETROMBOPAG_PD_PARAMS", "fit_sequential", "hetrombopag_pkpd_model", "individual_pk_medians",
+    "platelet_endpoint", "sequential_pd_model", "simulate_pkpd_records",
 ]

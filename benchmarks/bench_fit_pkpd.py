@@ -1,0 +1,227 @@
+"""Time the joint hetrombopag PK + platelet fit: compile, sampling, ESS per second.
+
+Study (simulated with the defaults of ``pkpd.models.hetrombopag("healthy")``
+by the independent simulator, read back through ``pkpd.read_nonmem``):
+40 healthy subjects in four groups of 10 (2.5 / 5 / 7.5 / 10 mg once daily for
+28 days), 8 concentrations in the first 48 h (0.5, 1, 2, 4, 8, 12, 24, 48 h)
+and 10 platelet counts over 8 weeks (days 0, 3, 7, 10, 14, 21, 28, 35, 42, 56)
+per subject.  Model: ``pkpd.popfit.hetrombopag_pkpd_model()`` unchanged (IIV on
+ka, cl, v, emax, ec50, plt0), fitted with nutpie (numba), 4 chains x 1000 draws
+after 1000 tuning on 2 cores.
+
+Each fit runs in a fresh Python process:
+
+* ``warm`` (default): the user's PyTensor / numba caches.  The compiled
+  likelihood is keyed by the data (the observations are constants of the
+  graph), so the first fit of a new data set compiles it anew even here;
+  a repeat of the same benchmark hits the cache.
+* ``cold``: empty temporary caches (the first fit ever on a machine).
+
+Prints compile time, sampling time, total, divergences, max R-hat, min bulk
+ESS of the population parameters and of the etas, ESS per second of
+sampling, leapfrog steps per draw and the cost of one log-density gradient
+(sampling time x cores / leapfrog steps).  ``--profile`` also times the
+log-density gradient of the joint model and of its PK part alone (numba) and
+lists the PyTensor operations that take the time (C backend profiler).
+
+Target (issue 5): under 120 s in total with min bulk ESS >= 400 and no divergences.
+
+    python benchmarks/bench_fit_pkpd.py [--mode warm|cold|both] [--profile] [--draws 1000] [--tune 1000] [--chains 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+T_START = time.perf_counter()
+
+DOSES_MG = (2.5, 5.0, 7.5, 10.0)
+PER_GROUP = 10
+DOSING_DAYS = 28
+PK_TIMES_H = (0.5, 1, 2, 4, 8, 12, 24, 48)
+PLT_DAYS = (0, 3, 7, 10, 14, 21, 28, 35, 42, 56)
+
+
+def study(seed: int):
+    """(dataset, truth table) of the benchmark study."""
+    from pkpd import Regimen, models, read_nonmem
+    from pkpd.popfit.simulate_pkpd import simulate_pkpd_records
+
+    groups = [(Regimen.daily(d, DOSING_DAYS), PER_GROUP) for d in DOSES_MG]
+    records, truth = simulate_pkpd_records(models.hetrombopag("healthy"), groups, PK_TIMES_H,
+                                           [24.0 * d for d in PLT_DAYS], seed=seed)
+    return read_nonmem(records, dv_unit="ng/mL"), truth
+
+
+def child(args) -> None:
+    """One fit; prints a JSON line with the measurements."""
+    import warnings
+
+    import numpy as np
+
+    import pkpd
+    from pkpd.popfit import build_model, diagnose, hetrombopag_pkpd_model
+
+    data, _ = study(args.seed)
+    t0 = time.perf_counter()
+    built = build_model(hetrombopag_pkpd_model(), data)
+    t_build = time.perf_counter() - t0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = pkpd.fit(built, None, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                         progress=False, verbose=False)
+    diag = diagnose(idata, var_names=built.free_param_names)
+    a = idata.attrs
+    steps = float(idata.sample_stats["n_steps"].sum())
+    # post-tuning steps only are in sample_stats; the tuning phase costs about as much per draw
+    per_grad_ms = a["sampling_s"] * a["cores"] / (steps * (1 + args.tune / args.draws)) * 1e3
+    out = {
+        "build_s": t_build, "compile_s": a["compile_s"], "sampling_s": a["sampling_s"],
+        "postprocess_s": a["postprocess_s"], "fit_total_s": a["total_s"] + t_build,
+        "process_wall_s": time.perf_counter() - T_START,
+        "cores": a["cores"], "chains": a["chains"], "draws": a["draws"], "tune": a["tune"],
+        "divergences": diag.n_divergent, "max_rhat": diag.max_rhat,
+        "min_ess_bulk_pop": float(diag.summary["ess_bulk"].min()),
+        "worst_pop_param": str(diag.summary["ess_bulk"].idxmin()),
+        "min_ess_bulk_eta": float(diag.eta_summary["min_ess_bulk"]),
+        "n_steps_mean": float(idata.sample_stats["n_steps"].mean()),
+        "max_depth": int(idata.sample_stats["depth"].max()),
+        "grad_ms": per_grad_ms,
+        "convergence_warnings": sum("CONVERGENCE" in str(w.message) for w in caught),
+    }
+    print(diag, file=sys.stderr)
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def profile(args) -> None:
+    """Cost of one log-density gradient: joint vs PK part (numba), and by operation (C profiler)."""
+    import dataclasses
+
+    import numpy as np
+    import pytensor
+    import pytensor.tensor as pt
+
+    from pkpd.popfit import build_model, hetrombopag_pkpd_model
+
+    data, _ = study(args.seed)
+    joint = hetrombopag_pkpd_model()
+    models_ = {"joint PK + platelets": joint, "PK part only": dataclasses.replace(joint, endpoints=())}
+    for label, spec in models_.items():
+        m = build_model(spec, data).pymc_model
+        inputs = m.value_vars
+        logp = m.logp()
+        outputs = [logp, *pt.grad(logp, inputs)]
+        point = m.initial_point()
+        values = [point[v.name] for v in inputs]
+        t0 = time.perf_counter()
+        f = pytensor.function(inputs, outputs, mode="NUMBA")
+        f(*values)
+        t_compile = time.perf_counter() - t0
+        n = 300
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f(*values)
+        ms = (time.perf_counter() - t0) / n * 1e3
+        print(f"[profile] {label:22s}: log density + gradient {ms:.2f} ms (numba; compiled in {t_compile:.0f} s)",
+              flush=True)
+        if spec is joint:
+            t0 = time.perf_counter()
+            fc = pytensor.function(inputs, outputs, mode="FAST_RUN", profile=True)
+            fc(*values)
+            print(f"[profile] C backend compiled in {time.perf_counter() - t0:.0f} s", flush=True)
+            for _ in range(199):
+                fc(*values)
+            stats = fc.profile
+            by_op = {}
+            for node, t in stats.apply_time.items():
+                key = type(node.op).__name__
+                if hasattr(node.op, "scalar_op"):
+                    key += f"{{{type(node.op.scalar_op).__name__}}}"
+                by_op[key] = by_op.get(key, 0.0) + t
+            total = sum(by_op.values())
+            print(f"[profile] C backend: {total / 200 * 1e3:.2f} ms per call over {len(stats.apply_time)} nodes; "
+                  f"time by operation type:")
+            for key, t in sorted(by_op.items(), key=lambda kv: -kv[1])[:10]:
+                print(f"[profile]   {key:40s} {t / total:6.1%}")
+
+
+def run(mode: str, env: dict, args) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--draws", str(args.draws), "--tune",
+           str(args.tune), "--chains", str(args.chains), "--seed", str(args.seed)]
+    print(f"[{mode}] running the fit in a fresh process...", flush=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"[{mode}] the benchmark child failed (exit {proc.returncode})")
+    diag = "\n".join(l for l in proc.stderr.splitlines() if "BLAS" not in l and "pytensor" not in l.lower())
+    print(diag, flush=True)
+    return json.loads(line[len("RESULT "):])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("both", "cold", "warm"), default="warm")
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=20240503)
+    parser.add_argument("--profile", action="store_true", help="also profile the log-density gradient")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (1 min) at start; "
+          f"Python {sys.version.split()[0]}")
+    print(f"study: {len(DOSES_MG) * PER_GROUP} subjects ({', '.join(f'{d:g}' for d in DOSES_MG)} mg daily x "
+          f"{DOSING_DAYS} d), {len(PK_TIMES_H)} concentrations in 48 h and {len(PLT_DAYS)} platelet counts over "
+          f"{PLT_DAYS[-1] // 7} weeks each")
+    results = {}
+    if args.mode == "warm":
+        results["warm"] = run("warm", dict(os.environ), args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="pkpd_bench_cache_") as cache:
+            env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}", NUMBA_CACHE_DIR=f"{cache}/numba_cache")
+            results["cold"] = run("cold", env, args)
+            if args.mode == "both":
+                results["warm"] = run("warm", env, args)
+
+    rows = [("build PyMC model", "build_s", "s"), ("compile (nutpie numba)", "compile_s", "s"),
+            ("sampling", "sampling_s", "s"), ("post-processing (IPRED/PRED by simulator)", "postprocess_s", "s"),
+            ("total (build + pkpd.fit)", "fit_total_s", "s"), ("process wall time incl. imports", "process_wall_s", "s")]
+    print()
+    print(f"{'':44s}" + "".join(f"{m:>12s}" for m in results))
+    for label, key, unit in rows:
+        print(f"{label:44s}" + "".join(f"{r[key]:>11.1f}{unit}" for r in results.values()))
+    for label, key, fmt in (("divergences", "divergences", "{:>12d}"), ("max R-hat", "max_rhat", "{:>12.4f}"),
+                            ("min bulk ESS (population params)", "min_ess_bulk_pop", "{:>12.0f}"),
+                            ("min bulk ESS (etas)", "min_ess_bulk_eta", "{:>12.0f}"),
+                            ("mean leapfrog steps per draw", "n_steps_mean", "{:>12.1f}"),
+                            ("max tree depth", "max_depth", "{:>12d}"),
+                            ("ms per log-density gradient", "grad_ms", "{:>12.2f}")):
+        print(f"{label:44s}" + "".join(fmt.format(r[key]) for r in results.values()))
+    print(f"{'min bulk ESS (population) / sampling s':44s}" + "".join(
+        f"{r['min_ess_bulk_pop'] / r['sampling_s']:>12.2f}" for r in results.values()))
+    r0 = next(iter(results.values()))
+    print(f"\n{r0['chains']} chains x {r0['draws']} draws after {r0['tune']} tuning on {r0['cores']} cores; "
+          f"lowest ESS: {r0['worst_pop_param']}")
+    for mode, r in results.items():
+        ok = r["fit_total_s"] < 120 and r["divergences"] == 0 and min(r["min_ess_bulk_pop"], r["min_ess_bulk_eta"]) >= 400
+        print(f"[{mode}] {'meets' if ok else 'MISSES'} the target (< 120 s total, min bulk ESS >= 400, no divergences): "
+              f"total {r['fit_total_s']:.0f} s, min bulk ESS {min(r['min_ess_bulk_pop'], r['min_ess_bulk_eta']):.0f}, "
+              f"{r['divergences']} divergences")
+    if args.profile:
+        print()
+        profile(args)
+
+
+if __name__ == "__main__":
+    main()

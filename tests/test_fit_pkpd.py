@@ -84,6 +84,7 @@ def _scipy_logp(spec, data, point, z, fixed_pk=None):
         logp += stats.halfnorm.logpdf(point[f"omega_{name}"], scale=spec.param(name).omega_scale)
         logp += stats.norm.logpdf(z[name]).sum()
     logp += stats.halfnorm.logpdf(point["sigma_prop"], scale=spec.error.prop_scale)
+    logp += stats.halfnorm.logpdf(point["sigma_add"], scale=spec.error.add_scale)  # combined error (ng/mL)
     plt_error = spec.endpoints[0].error
     logp += stats.halfnorm.logpdf(point["sigma_prop_plt"], scale=plt_error.prop_scale)
     for i, s in enumerate(data.subjects):
@@ -91,7 +92,8 @@ def _scipy_logp(spec, data, point, z, fixed_pk=None):
         obs = s.observations
         c = obs[(obs["cmt"] == 2) & (obs["time"] > s.regimen.times[0])]
         conc = concentrations(s.regimen, c["time"].to_numpy(), ind["ka"], ind["cl"], ind["v"])[0]  # ng/mL
-        logp += stats.norm.logpdf(c["dv"].to_numpy(), conc, point["sigma_prop"] * conc).sum()
+        sd = np.sqrt(point["sigma_add"] ** 2 + (point["sigma_prop"] * conc) ** 2)
+        logp += stats.norm.logpdf(c["dv"].to_numpy(), conc, sd).sum()
         p = obs[obs["cmt"] == 3]
         pk = {k: fixed_pk[k][i] for k in PK} if fixed_pk is not None else {k: ind[k] for k in PK}
         table = pd.DataFrame([{**ind, **pk, "hill": 1.0, "n_transit": 4, "gamma": 0.0}])
@@ -102,7 +104,7 @@ def _scipy_logp(spec, data, point, z, fixed_pk=None):
 
 POINT = {"ka": 0.4, "cl": 6.0, "v": 240.0, "emax": 8.0, "ec50": 30.0, "mtt": 150.0, "lifespan": 180.0,
          "plt0": 230.0, "omega_ka": 0.3, "omega_cl": 0.5, "omega_v": 0.4, "omega_emax": 0.1, "omega_ec50": 0.6,
-         "omega_plt0": 0.2, "sigma_prop": 0.15, "sigma_prop_plt": 0.12}
+         "omega_plt0": 0.2, "sigma_prop": 0.15, "sigma_add": 0.4, "sigma_prop_plt": 0.12}
 
 
 def _logp_at(built, spec, z):

@@ -39,16 +39,24 @@ def test_numpy_prediction_matches_exact_simulator(study):
     np.testing.assert_allclose(pred, exact(study), rtol=2e-6)
 
 
-def test_pytensor_prediction_and_gradient(study):
+@pytest.mark.parametrize("implementation, mode", [("graph", "FAST_RUN"), ("op", "FAST_RUN"), ("op", "NUMBA")])
+def test_pytensor_prediction_and_gradient(study, implementation, mode):
+    """Both PyTensor versions -- the tensor expression with automatic gradients and the
+    compiled Op with its hand-written adjoint -- against the simulator and finite differences."""
     pytensor = pytest.importorskip("pytensor")
     pt = pytensor.tensor
+    from pkpd.popfit.platelet_op import predict_platelets_tensor
+
     regimens, _, params, subject, times = study
     grid = platelet_grid(regimens, subject, times)
     inputs = [pt.dvector(n) for n in NAMES]
-    pred = predict_platelets(pt, *inputs, grid=grid)
+    if implementation == "graph":
+        pred = predict_platelets(pt, *inputs, grid=grid)
+    else:
+        pred = predict_platelets_tensor(*inputs, grid=grid)
     target = np.log(exact(study) * 1.2)
     loss = ((pt.log(pred) - target) ** 2).sum()
-    f = pytensor.function(inputs, [pred, loss, *pt.grad(loss, inputs)])
+    f = pytensor.function(inputs, [pred, loss, *pt.grad(loss, inputs)], mode=mode)
     values = [params[n].to_numpy().copy() for n in NAMES]
     out = f(*values)
     np.testing.assert_allclose(out[0], exact(study), rtol=2e-6)
@@ -68,3 +76,24 @@ def test_times_off_the_grid_and_ss_doses_are_refused():
         platelet_grid([Regimen.daily(5, 3)], [0], [24.1])
     with pytest.raises(PKPDInputError, match="steady-state"):
         platelet_grid([Regimen.daily(5, 3, steady_state=True)], [0], [48.0])
+
+
+def test_adjoint_equals_automatic_gradient_at_ka_equal_k(study):
+    """The Op's hand-written adjoint against PyTensor's automatic gradient of the tensor
+    expression (an independent derivation), with one subject exactly at ka == k, where the
+    Bateman function switches to its series."""
+    pytensor = pytest.importorskip("pytensor")
+    pt = pytensor.tensor
+    from pkpd.popfit.platelet_op import platelet_vjp, grid_constants
+
+    regimens, _, params, subject, times = study
+    params = params.copy()
+    params.loc[2, "ka"] = params.loc[2, "cl"] / params.loc[2, "v"]
+    grid = platelet_grid(regimens, subject, times)
+    values = np.stack([params[n].to_numpy(float) for n in NAMES])
+    weights = np.random.default_rng(1).normal(size=times.size)
+    inputs = [pt.dvector(n) for n in NAMES]
+    auto = pytensor.function(inputs, pt.grad((predict_platelets(pt, *inputs, grid=grid) * weights).sum(), inputs))
+    expected = np.array(auto(*values))
+    got = platelet_vjp(values, *grid_constants(grid), 4, grid.h, 1000.0, weights)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

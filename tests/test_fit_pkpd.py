@@ -295,3 +295,10 @@ def test_pkpd_notebook_runs_with_fast_settings(monkeypatch):
     assert "truth inside the 90% CrI for" in text
     assert "platelet VPC: observed median inside the simulated 90% interval" in text
     assert "wrote" not in text  # the fast run must not replace the stored full-run posterior draws
+
+
+def test_dosing_notebook_runs_with_fast_settings(monkeypatch):
+    """notebooks/04_posterior_to_dosing.ipynb: the phase III titration trial with fixed typical
+    values and with posterior draws (read from the full run of notebook 02)."""
+    _, text = run_notebook("04_posterior_to_dosing.ipynb", monkeypatch)
+    assert "fast settings" in text and "width ratio" in text

@@ -93,16 +93,16 @@ def _plt_from(r, ktr, kdeg, tau, gz, gw):
     d_kdeg = 0.0
     for g in range(gz.size):
         u = tau * gz[g]
-        decay = math.exp(-kdeg * tau * (1.0 - gz[g]))
-        e1 = math.exp(-ktr * u)  # Erlang_{r-1}(u) and Erlang_{r-2}(u)
+        # decay e^{-kdeg (tau - u)} times Erlang_{r-1}(u), Erlang_{r-2}(u): one exp for both
+        e1 = math.exp(-kdeg * (tau - u) - ktr * u)
         e2 = 0.0
         for i in range(1, r):
             e2 = e1
             e1 = e1 * ktr * u / i
-        f = decay * ktr * e1
+        f = ktr * e1
         value += gw[g] * f
-        d_kdeg -= gw[g] * tau * (1.0 - gz[g]) * f
-        d_ktr += gw[g] * decay * (e1 + ktr * u * (e2 - e1))
+        d_kdeg -= gw[g] * (tau - u) * f
+        d_ktr += gw[g] * (e1 + ktr * u * (e2 - e1))
     return tau * value, tau * d_ktr, tau * d_kdeg
 
 
@@ -146,6 +146,7 @@ def _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac
     """Fill ag, ac (J,), effect (J, m) and x (J, N) of subject ``s``."""
     ka, cl, v, emax, ec50 = params[0, s], params[1, s], params[2, s], params[3, s], params[4, s]
     k = cl / v
+    factor = conc_scale / v
     a = math.exp(-ka * h)
     b = _bateman(h, ka, k)[0]
     c = math.exp(-k * h)
@@ -164,7 +165,7 @@ def _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac
         g_prev, c_prev = ag[j], ac[j]
         t = mapped[s, j]
         for q in range(m):
-            conc = conc_scale * (ac[j] * ek[t, q] + ag[j] * bq[t, q]) / v
+            conc = factor * (ac[j] * ek[t, q] + ag[j] * bq[t, q])
             effect[j, q] = emax * conc / (ec50 + conc)
         for r in range(N):
             acc = 0.0
@@ -177,13 +178,6 @@ def _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac
 
 
 @numba.njit(cache=True)
-def _tables(params, n, h, lags, coef, gz, gw, s):
-    ktr = n / params[5, s]
-    kdeg = 1.0 / params[6, s]
-    return _chain(n, ktr, kdeg, h, lags, coef, gz, gw)
-
-
-@numba.njit(cache=True)
 def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale):
     """Platelets (10^9/L) at the observations.  ``params`` (8, S) in :data:`PARAMS` order."""
     S, J = dose.shape
@@ -192,8 +186,10 @@ def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coe
     dev = np.zeros((S, J))  # x_j[n] of every subject
     ag, ac = np.empty(J), np.empty(J)
     effect, x = np.empty((J, m)), np.empty((J, N))
+    phi, w = _chain(n, n / params[5, 0], 1.0 / params[6, 0], h, lags, coef, gz, gw)
     for s in range(S):
-        phi, w = _tables(params, n, h, lags, coef, gz, gw, s)
+        if s > 0 and (params[5, s] != params[5, s - 1] or params[6, s] != params[6, s - 1]):
+            phi, w = _chain(n, n / params[5, s], 1.0 / params[6, s], h, lags, coef, gz, gw)
         _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac, effect, x)
         for j in range(J):
             dev[s, j] = x[j, n]
@@ -220,11 +216,15 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
     lam, lam_prev = np.empty(N), np.empty(N)
     phi_bar = np.empty((N, N))
     w_bar = np.empty((2, N, m))
+    phi, w = _chain(n, n / params[5, 0], 1.0 / params[6, 0], h, lags, coef, gz, gw)
     for s in range(S):
         ka, cl, v, emax, ec50 = params[0, s], params[1, s], params[2, s], params[3, s], params[4, s]
         mtt, lifespan, plt0 = params[5, s], params[6, s], params[7, s]
         ktr, kdeg, k = n / mtt, 1.0 / lifespan, cl / v
-        phi, w = _chain(n, ktr, kdeg, h, lags, coef, gz, gw)
+        inv_v = 1.0 / v
+        factor = conc_scale * inv_v
+        if s > 0 and (mtt != params[5, s - 1] or lifespan != params[6, s - 1]):  # no IIV: shared tables
+            phi, w = _chain(n, ktr, kdeg, h, lags, coef, gz, gw)
         _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac, effect, x)
         # --- PLT_i = plt0 (1 + kdeg dev_i): direct terms
         kdeg_bar = 0.0
@@ -267,13 +267,14 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
                 if e_bar == 0.0:
                     continue
                 # E = emax C / (ec50 + C), C = scale (ac ek + ag bq) / v
-                conc = conc_scale * (ac[j] * ek[t, q] + ag[j] * bq[0, t, q]) / v
-                denom = ec50 + conc
-                grad[3, s] += e_bar * conc / denom
-                grad[4, s] -= e_bar * emax * conc / (denom * denom)
-                conc_bar = e_bar * emax * ec50 / (denom * denom)
-                v_bar -= conc_bar * conc / v
-                amount_bar = conc_bar * conc_scale / v
+                conc = factor * (ac[j] * ek[t, q] + ag[j] * bq[0, t, q])
+                inv = 1.0 / (ec50 + conc)
+                ratio = conc * inv
+                grad[3, s] += e_bar * ratio
+                grad[4, s] -= e_bar * emax * ratio * inv
+                conc_bar = e_bar * emax * ec50 * inv * inv
+                v_bar -= conc_bar * conc * inv_v
+                amount_bar = conc_bar * factor
                 acj_bar += amount_bar * ek[t, q]
                 agj_bar += amount_bar * bq[0, t, q]
                 ek_bar[t, q] += amount_bar * ac[j]

@@ -30,7 +30,9 @@ lifespan h, plt0 10^9/L.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -141,148 +143,135 @@ def _chain(n, ktr, kdeg, h, lags, coef, gz, gw):
 
 
 # ================================================================= forward and reverse
+#: Per subject and step the forward pass keeps ag, ac and the chain state x (N values):
+#: the reverse pass reads them instead of running the forward pass again.
 @numba.njit(cache=True)
-def _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac, effect, x):
-    """Fill ag, ac (J,), effect (J, m) and x (J, N) of subject ``s``."""
-    ka, cl, v, emax, ec50 = params[0, s], params[1, s], params[2, s], params[3, s], params[4, s]
-    k = cl / v
-    factor = conc_scale / v
-    a = math.exp(-ka * h)
-    b = _bateman(h, ka, k)[0]
-    c = math.exp(-k * h)
-    J, N, m = x.shape[0], x.shape[1], effect.shape[1]
-    ek = np.empty((2, m))
-    bq = np.empty((2, m))
-    for t in range(2):
-        for q in range(m):
+def _node_pk(ka, k, tau, ek, bq):
+    """e^{-k tau} and B(tau) at the input nodes (2, m) into ``ek`` and ``bq[0]``, with
+    dB/dka and dB/dk into ``bq[1]`` and ``bq[2]``."""
+    for t in range(tau.shape[0]):
+        for q in range(tau.shape[1]):
             ek[t, q] = math.exp(-k * tau[t, q])
-            bq[t, q] = _bateman(tau[t, q], ka, k)[0]
-    g_prev = 0.0
-    c_prev = 0.0
-    for j in range(J):
-        ag[j] = a * g_prev + dose[s, j]
-        ac[j] = b * g_prev + c * c_prev
-        g_prev, c_prev = ag[j], ac[j]
-        t = mapped[s, j]
-        for q in range(m):
-            conc = factor * (ac[j] * ek[t, q] + ag[j] * bq[t, q])
-            effect[j, q] = emax * conc / (ec50 + conc)
-        for r in range(N):
-            acc = 0.0
-            if j > 0:
-                for cc in range(N):
-                    acc += phi[0, r, cc] * x[j - 1, cc]
-            for q in range(m):
-                acc += w[0, t, r, q] * effect[j, q]
-            x[j, r] = acc
+            bq[0, t, q], bq[1, t, q], bq[2, t, q] = _bateman(tau[t, q], ka, k)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale):
-    """Platelets (10^9/L) at the observations.  ``params`` (8, S) in :data:`PARAMS` order."""
+    """Platelets (10^9/L) at the observations, and the states (S, J, 2 + N) that
+    :func:`platelet_vjp` reuses.  ``params`` (8, S) in :data:`PARAMS` order."""
     S, J = dose.shape
     N, m = n + 1, tau.shape[1]
-    pred = np.empty(obs_subject.size)
-    dev = np.zeros((S, J))  # x_j[n] of every subject
-    ag, ac = np.empty(J), np.empty(J)
-    effect, x = np.empty((J, m)), np.empty((J, N))
+    states = np.empty((S, J, 2 + N))  # ag, ac, x[0..n]
+    ek, bq = np.empty((2, m)), np.empty((3, 2, m))
+    effect = np.empty(m)
     phi, w = _chain(n, n / params[5, 0], 1.0 / params[6, 0], h, lags, coef, gz, gw)
     for s in range(S):
         if s > 0 and (params[5, s] != params[5, s - 1] or params[6, s] != params[6, s - 1]):
             phi, w = _chain(n, n / params[5, s], 1.0 / params[6, s], h, lags, coef, gz, gw)
-        _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac, effect, x)
+        ka, cl, v, emax, ec50 = params[0, s], params[1, s], params[2, s], params[3, s], params[4, s]
+        k = cl / v
+        factor = conc_scale / v
+        a, b, c = math.exp(-ka * h), _bateman(h, ka, k)[0], math.exp(-k * h)
+        _node_pk(ka, k, tau, ek, bq)
+        g_prev = c_prev = 0.0
         for j in range(J):
-            dev[s, j] = x[j, n]
+            st = states[s, j]
+            ag = a * g_prev + dose[s, j]
+            ac = b * g_prev + c * c_prev
+            st[0], st[1] = ag, ac
+            g_prev, c_prev = ag, ac
+            t = mapped[s, j]
+            for q in range(m):
+                conc = factor * (ac * ek[t, q] + ag * bq[0, t, q])
+                effect[q] = emax * conc / (ec50 + conc)
+            for r in range(N):
+                acc = 0.0
+                if j > 0:
+                    for cc in range(r + 1 if r < n else N):  # Phi is lower triangular
+                        acc += phi[0, r, cc] * states[s, j - 1, 2 + cc]
+                for q in range(m):
+                    acc += w[0, t, r, q] * effect[q]
+                st[2 + r] = acc
+    pred = np.empty(obs_subject.size)
     for i in range(obs_subject.size):
         s, k = obs_subject[i], obs_step[i]
-        d = dev[s, k - 1] if k >= 1 else 0.0
+        d = states[s, k - 1, 2 + n] if k >= 1 else 0.0
         pred[i] = params[7, s] * (1.0 + d / params[6, s])
-    return pred
+    return pred, states
 
 
-@numba.njit(cache=True)
-def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale, g_pred):
-    """Gradient of ``sum_i g_pred[i] PLT_i`` with respect to ``params`` (8, S)."""
+@numba.njit(cache=True, fastmath=True)
+def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale, states,
+                 g_pred):
+    """Gradient (8, S) of ``sum_i g_pred[i] PLT_i`` with respect to ``params``, from the
+    ``states`` of :func:`platelet_forward` at the same ``params``."""
     S, J = dose.shape
     N, m = n + 1, tau.shape[1]
     grad = np.zeros((8, S))
     inject = np.zeros((S, J))  # cotangent of x_j[n]
-    for i in range(obs_subject.size):
+    kdeg_bar = np.zeros(S)
+    for i in range(obs_subject.size):  # PLT_i = plt0 (1 + kdeg x_{k-1}[n])
         s, k = obs_subject[i], obs_step[i]
         if k >= 1:
+            d = states[s, k - 1, 2 + n]
             inject[s, k - 1] += g_pred[i] * params[7, s] / params[6, s]
-    ag, ac = np.empty(J), np.empty(J)
-    effect, x = np.empty((J, m)), np.empty((J, N))
+            grad[7, s] += g_pred[i] * (1.0 + d / params[6, s])
+            kdeg_bar[s] += g_pred[i] * params[7, s] * d
+        else:
+            grad[7, s] += g_pred[i]
+    ek, bq = np.empty((2, m)), np.empty((3, 2, m))
+    ek_bar, bq_bar = np.empty((2, m)), np.empty((2, m))
+    effect = np.empty(m)
     lam, lam_prev = np.empty(N), np.empty(N)
     phi_bar = np.empty((N, N))
     w_bar = np.empty((2, N, m))
     phi, w = _chain(n, n / params[5, 0], 1.0 / params[6, 0], h, lags, coef, gz, gw)
     for s in range(S):
         ka, cl, v, emax, ec50 = params[0, s], params[1, s], params[2, s], params[3, s], params[4, s]
-        mtt, lifespan, plt0 = params[5, s], params[6, s], params[7, s]
+        mtt, lifespan = params[5, s], params[6, s]
         ktr, kdeg, k = n / mtt, 1.0 / lifespan, cl / v
         inv_v = 1.0 / v
         factor = conc_scale * inv_v
         if s > 0 and (mtt != params[5, s - 1] or lifespan != params[6, s - 1]):  # no IIV: shared tables
             phi, w = _chain(n, ktr, kdeg, h, lags, coef, gz, gw)
-        _subject_forward(s, params, dose, mapped, tau, h, conc_scale, phi, w, ag, ac, effect, x)
-        # --- PLT_i = plt0 (1 + kdeg dev_i): direct terms
-        kdeg_bar = 0.0
-        for i in range(obs_subject.size):
-            if obs_subject[i] == s:
-                kk = obs_step[i]
-                d = x[kk - 1, n] if kk >= 1 else 0.0
-                grad[7, s] += g_pred[i] * (1.0 + kdeg * d)
-                kdeg_bar += g_pred[i] * plt0 * d
-        # --- chain, backwards: lam = cotangent of x_j
-        a = math.exp(-ka * h)
+        a, c = math.exp(-ka * h), math.exp(-k * h)
         b, b_ka, b_k = _bateman(h, ka, k)
-        c = math.exp(-k * h)
-        ek = np.empty((2, m))
-        bq = np.empty((3, 2, m))
-        for t in range(2):
-            for q in range(m):
-                ek[t, q] = math.exp(-k * tau[t, q])
-                bq[0, t, q], bq[1, t, q], bq[2, t, q] = _bateman(tau[t, q], ka, k)
+        _node_pk(ka, k, tau, ek, bq)
         phi_bar[:] = 0.0
         w_bar[:] = 0.0
         lam[:] = 0.0
-        ek_bar = np.zeros((2, m))
-        bq_bar = np.zeros((2, m))
-        g_bar = 0.0  # cotangents of ag_j, ac_j (carried backwards)
-        c_bar = 0.0
-        a_bar = b_bar = cc_bar = 0.0
-        ka_bar = k_bar = v_bar = 0.0
+        ek_bar[:] = 0.0
+        bq_bar[:] = 0.0
+        g_bar = c_bar = 0.0  # cotangents of ag_j, ac_j carried back from step j + 1
+        a_bar = b_bar = cc_bar = v_bar = emax_bar = ec50_bar = 0.0
         for j in range(J - 1, -1, -1):
             lam[n] += inject[s, j]
             t = mapped[s, j]
-            # x_j = Phi x_{j-1} + W[t] E_j
-            agj_bar = g_bar
-            acj_bar = c_bar
+            ag, ac = states[s, j, 0], states[s, j, 1]
+            agj_bar, acj_bar = g_bar, c_bar
+            # x_j = Phi x_{j-1} + W[t] E_j, E = emax C / (ec50 + C), C = scale (ac ek + ag B) / v
             for q in range(m):
                 e_bar = 0.0
                 for r in range(N):
                     e_bar += w[0, t, r, q] * lam[r]
-                    w_bar[t, r, q] += lam[r] * effect[j, q]
-                if e_bar == 0.0:
-                    continue
-                # E = emax C / (ec50 + C), C = scale (ac ek + ag bq) / v
-                conc = factor * (ac[j] * ek[t, q] + ag[j] * bq[0, t, q])
+                conc = factor * (ac * ek[t, q] + ag * bq[0, t, q])
                 inv = 1.0 / (ec50 + conc)
                 ratio = conc * inv
-                grad[3, s] += e_bar * ratio
-                grad[4, s] -= e_bar * emax * ratio * inv
+                for r in range(N):
+                    w_bar[t, r, q] += lam[r] * emax * ratio
+                emax_bar += e_bar * ratio
+                ec50_bar -= e_bar * emax * ratio * inv
                 conc_bar = e_bar * emax * ec50 * inv * inv
                 v_bar -= conc_bar * conc * inv_v
                 amount_bar = conc_bar * factor
                 acj_bar += amount_bar * ek[t, q]
                 agj_bar += amount_bar * bq[0, t, q]
-                ek_bar[t, q] += amount_bar * ac[j]
-                bq_bar[t, q] += amount_bar * ag[j]
+                ek_bar[t, q] += amount_bar * ac
+                bq_bar[t, q] += amount_bar * ag
             if j > 0:
                 for r in range(N):
                     for cc in range(N):
-                        phi_bar[r, cc] += lam[r] * x[j - 1, cc]
+                        phi_bar[r, cc] += lam[r] * states[s, j - 1, 2 + cc]
                 for cc in range(N):
                     acc = 0.0
                     for r in range(N):
@@ -290,35 +279,39 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
                     lam_prev[cc] = acc
                 lam[:] = lam_prev
                 # ag_j = a ag_{j-1} + dose_j ; ac_j = b ag_{j-1} + c ac_{j-1}
-                a_bar += agj_bar * ag[j - 1]
-                b_bar += acj_bar * ag[j - 1]
-                cc_bar += acj_bar * ac[j - 1]
+                ag_prev, ac_prev = states[s, j - 1, 0], states[s, j - 1, 1]
+                a_bar += agj_bar * ag_prev
+                b_bar += acj_bar * ag_prev
+                cc_bar += acj_bar * ac_prev
                 g_bar = a * agj_bar + b * acj_bar
                 c_bar = c * acj_bar
-        # --- PK rates
-        ka_bar += a_bar * (-h * a) + b_bar * b_ka
-        k_bar += cc_bar * (-h * c) + b_bar * b_k
+        # --- PK rates: ka and k = cl / v
+        ka_bar = a_bar * (-h * a) + b_bar * b_ka
+        k_bar = cc_bar * (-h * c) + b_bar * b_k
         for t in range(2):
             for q in range(m):
                 k_bar += ek_bar[t, q] * (-tau[t, q] * ek[t, q])
                 ka_bar += bq_bar[t, q] * bq[1, t, q]
                 k_bar += bq_bar[t, q] * bq[2, t, q]
         grad[0, s] = ka_bar
-        grad[1, s] = k_bar / v
-        grad[2, s] = v_bar - k_bar * k / v
+        grad[1, s] = k_bar * inv_v
+        grad[2, s] = v_bar - k_bar * k * inv_v
+        grad[3, s] = emax_bar
+        grad[4, s] = ec50_bar
         # --- chain rates: contract the cotangents of Phi and W with their derivatives
         ktr_bar = 0.0
+        kd_bar = kdeg_bar[s]
         for r in range(N):
             for cc in range(N):
                 ktr_bar += phi_bar[r, cc] * phi[1, r, cc]
-                kdeg_bar += phi_bar[r, cc] * phi[2, r, cc]
+                kd_bar += phi_bar[r, cc] * phi[2, r, cc]
         for t in range(2):
             for r in range(N):
                 for q in range(m):
                     ktr_bar += w_bar[t, r, q] * w[1, t, r, q]
-                    kdeg_bar += w_bar[t, r, q] * w[2, t, r, q]
+                    kd_bar += w_bar[t, r, q] * w[2, t, r, q]
         grad[5, s] = ktr_bar * (-ktr / mtt)
-        grad[6, s] = kdeg_bar * (-kdeg / lifespan)
+        grad[6, s] = kd_bar * (-kdeg / lifespan)
     return grad
 
 
@@ -340,7 +333,7 @@ def predict_platelets_numba(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: Pl
                             n_transit: int = 4, conc_scale: float = 1000.0) -> np.ndarray:
     """NumPy front end of :func:`platelet_forward` (same call as ``predict_platelets(np, ...)``)."""
     params = np.stack([np.asarray(p, float) for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)])
-    return platelet_forward(params, *grid_constants(grid), n_transit, grid.h, float(conc_scale))
+    return platelet_forward(params, *grid_constants(grid), n_transit, grid.h, float(conc_scale))[0]
 
 
 # ================================================================= the PyTensor Ops
@@ -353,7 +346,7 @@ def _pytensor_ops():
     from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
     class PlateletOp(Op):
-        """``PLT = PlateletOp(n, h, scale)(params (8, S), *grid constants)`` -> (n_obs,)."""
+        """``PlateletOp(n, h, scale)(params (8, S), *grid constants)`` -> (PLT (n_obs,), states (S, J, 2 + N))."""
 
         __props__ = ("n_transit", "h", "conc_scale")
 
@@ -362,20 +355,22 @@ def _pytensor_ops():
 
         def make_node(self, params, *constants):
             inputs = [pt.as_tensor_variable(params), *map(pt.as_tensor_variable, constants)]
-            return Apply(self, inputs, [pt.dvector()])
+            return Apply(self, inputs, [pt.dvector(), pt.dtensor3()])
 
         def perform(self, node, inputs, outputs):
-            outputs[0][0] = platelet_forward(*inputs, self.n_transit, self.h, self.conc_scale)
+            pred, states = platelet_forward(*inputs, self.n_transit, self.h, self.conc_scale)
+            outputs[0][0], outputs[1][0] = pred, states
 
         def connection_pattern(self, node):
-            return [[True]] + [[False]] * (len(node.inputs) - 1)
+            return [[True, True]] + [[False, False]] * (len(node.inputs) - 1)
 
         def L_op(self, inputs, outputs, output_grads):
-            grad = PlateletVJPOp(self.n_transit, self.h, self.conc_scale)(*inputs, output_grads[0])
+            # the states are an internal hand-over to the reverse pass: not differentiated
+            grad = PlateletVJPOp(self.n_transit, self.h, self.conc_scale)(*inputs, outputs[1], output_grads[0])
             return [grad] + [DisconnectedType()() for _ in inputs[1:]]
 
     class PlateletVJPOp(Op):
-        """Gradient (8, S) of ``sum_i g_i PLT_i``: ``PlateletVJPOp(...)(params, *constants, g)``."""
+        """Gradient (8, S) of ``sum_i g_i PLT_i``: ``PlateletVJPOp(...)(params, *constants, states, g)``."""
 
         __props__ = ("n_transit", "h", "conc_scale")
 
@@ -387,8 +382,8 @@ def _pytensor_ops():
             return Apply(self, inputs, [pt.dmatrix()])
 
         def perform(self, node, inputs, outputs):
-            *args, g = inputs
-            outputs[0][0] = platelet_vjp(*args, self.n_transit, self.h, self.conc_scale, g)
+            *args, states, g = inputs
+            outputs[0][0] = platelet_vjp(*args, self.n_transit, self.h, self.conc_scale, states, g)
 
     @register_funcify_default_op_cache_key(PlateletOp)
     def _numba_forward(op, node=None, **kwargs):
@@ -398,22 +393,26 @@ def _pytensor_ops():
         def forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw):
             return platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, scale)
 
-        return forward
+        return forward, _SOURCE_VERSION
 
     @register_funcify_default_op_cache_key(PlateletVJPOp)
     def _numba_vjp(op, node=None, **kwargs):
         n, h, scale = op.n_transit, op.h, op.conc_scale
 
         @numba_njit
-        def vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, g):
-            return platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, scale, g)
+        def vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, states, g):
+            return platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, scale,
+                                states, g)
 
-        return vjp
+        return vjp, _SOURCE_VERSION
 
     return PlateletOp, PlateletVJPOp
 
 
 _OPS = None
+#: Salt of PyTensor's numba cache key: its key is otherwise only the Op's props, and a
+#: cached wrapper from an earlier version of these kernels would be reused.
+_SOURCE_VERSION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:15], 16)
 
 
 def platelet_op(n_transit: int, h: float, conc_scale: float):
@@ -431,4 +430,4 @@ def predict_platelets_tensor(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: P
 
     params = pt.stack([pt.as_tensor_variable(p).astype("float64") for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)])
     constants = [pt.constant(c) for c in grid_constants(grid)]
-    return platelet_op(n_transit, grid.h, conc_scale)(params, *constants)
+    return platelet_op(n_transit, grid.h, conc_scale)(params, *constants)[0]

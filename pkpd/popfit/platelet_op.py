@@ -38,8 +38,14 @@ import numba
 import numpy as np
 
 from ..pd import gauss_legendre
-from .platelets import CHAIN_QUADRATURE, PlateletGrid, node_offsets, node_weights
+from .platelets import CHAIN_QUADRATURE, NODES, PlateletGrid, node_offsets, node_weights, predict_platelets
 
+#: Chain states (4 transit compartments + platelets) and input nodes per step the
+#: kernels are compiled for: loops of known length run about twice as fast.  Other
+#: chain lengths use the tensor expression of :mod:`pkpd.popfit.platelets`.
+N_TRANSIT = 4
+_N = N_TRANSIT + 1
+_M = NODES
 #: Parameter order of the Op's first inputs and of its gradient's outputs.
 PARAMS = ("ka", "cl", "v", "emax", "ec50", "mtt", "lifespan", "plt0")
 #: Below this x the Taylor series replaces (1 - e^{-x})/x and its derivative
@@ -160,7 +166,7 @@ def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coe
     """Platelets (10^9/L) at the observations, and the states (S, J, 2 + N) that
     :func:`platelet_vjp` reuses.  ``params`` (8, S) in :data:`PARAMS` order."""
     S, J = dose.shape
-    N, m = n + 1, tau.shape[1]
+    N, m = _N, _M  # compile-time sizes: LLVM unrolls and vectorises the small loops
     states = np.empty((S, J, 2 + N))  # ag, ac, x[0..n]
     ek, bq = np.empty((2, m)), np.empty((3, 2, m))
     effect = np.empty(m)
@@ -206,7 +212,7 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
     """Gradient (8, S) of ``sum_i g_pred[i] PLT_i`` with respect to ``params``, from the
     ``states`` of :func:`platelet_forward` at the same ``params``."""
     S, J = dose.shape
-    N, m = n + 1, tau.shape[1]
+    N, m = _N, _M  # compile-time sizes: LLVM unrolls and vectorises the small loops
     grad = np.zeros((8, S))
     inject = np.zeros((S, J))  # cotangent of x_j[n]
     kdeg_bar = np.zeros(S)
@@ -329,9 +335,16 @@ def grid_constants(grid: PlateletGrid) -> tuple:
             grid.obs_subject.astype(np.int64), grid.obs_step.astype(np.int64), tau, lags, coef, gz, gw)
 
 
+def _check_sizes(n_transit: int, grid: PlateletGrid) -> None:
+    if n_transit != N_TRANSIT or grid.nodes.size != _M:
+        raise ValueError(f"the compiled platelet kernels are built for {N_TRANSIT} transit compartments and {_M} nodes "
+                         f"per step; got {n_transit} and {grid.nodes.size}.")
+
+
 def predict_platelets_numba(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: PlateletGrid,
                             n_transit: int = 4, conc_scale: float = 1000.0) -> np.ndarray:
     """NumPy front end of :func:`platelet_forward` (same call as ``predict_platelets(np, ...)``)."""
+    _check_sizes(n_transit, grid)
     params = np.stack([np.asarray(p, float) for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)])
     return platelet_forward(params, *grid_constants(grid), n_transit, grid.h, float(conc_scale))[0]
 
@@ -428,6 +441,8 @@ def predict_platelets_tensor(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: P
     """PyTensor front end: the same call as ``predict_platelets(pt, ...)``, one Op node."""
     import pytensor.tensor as pt
 
+    if n_transit != N_TRANSIT or grid.nodes.size != _M:  # the kernels' compile-time sizes
+        return predict_platelets(pt, ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid, n_transit, conc_scale)
     params = pt.stack([pt.as_tensor_variable(p).astype("float64") for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)])
     constants = [pt.constant(c) for c in grid_constants(grid)]
     return platelet_op(n_transit, grid.h, conc_scale)(params, *constants)[0]

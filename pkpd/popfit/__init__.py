@@ -10,6 +10,8 @@ Modules: :mod:`~pkpd.popfit.model` (model specification and PyMC builder),
 :mod:`~pkpd.popfit.sampling` (:func:`fit`, diagnostics),
 :mod:`~pkpd.popfit.plots` (individual fits, GOF, VPC, shrinkage),
 :mod:`~pkpd.popfit.pkpd_model` (joint PK + platelet model, sequential fitting),
+:mod:`~pkpd.popfit.platelets` (the platelet prediction for fitting, as a tensor expression),
+:mod:`~pkpd.popfit.platelet_op` (the same as one compiled Op with its adjoint, used in the model),
 :mod:`~pkpd.popfit.simulate_pkpd` (simulated PK/PD studies as NONMEM records).
 """
 

@@ -174,8 +174,10 @@ class PlateletPrediction:
     ``ka`` (1/h), ``cl`` (L/h), ``v`` (L) and PD ``emax`` (fold), ``ec50`` (in
     the model's concentration unit), ``mtt`` (h), ``lifespan`` (h), ``plt0``
     (10^9/L).  With ``xp = pytensor.tensor`` it builds the likelihood's
-    prediction with :func:`pkpd.popfit.platelets.predict_platelets` (the
-    :class:`PlateletGrid` of a block is built once and cached);
+    prediction as one compiled Op with a hand-written adjoint
+    (:func:`pkpd.popfit.platelet_op.predict_platelets_tensor`; the same
+    arithmetic as :func:`pkpd.popfit.platelets.predict_platelets`, which serves
+    ``xp = numpy``; the :class:`PlateletGrid` of a block is built once and cached);
     :meth:`simulate` is the NumPy version for posterior draws, with the
     independent simulator.
 

@@ -21,6 +21,7 @@ Sampling is the expensive part: the numba compilation of a joint model takes
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import matplotlib
@@ -45,7 +46,7 @@ from pkpd.popfit.pkpd_model import (  # noqa: E402
 )
 from pkpd.popfit.simulate_pkpd import simulate_pkpd_records  # noqa: E402
 
-from notebooks import run_notebook
+from notebooks import NOTEBOOKS, run_notebook
 
 PK, PD = ("ka", "cl", "v"), ("emax", "ec50", "mtt", "lifespan", "plt0")
 
@@ -297,8 +298,41 @@ def test_pkpd_notebook_runs_with_fast_settings(monkeypatch):
     assert "wrote" not in text  # the fast run must not replace the stored full-run posterior draws
 
 
+def test_shipped_posterior_draws_file():
+    """notebooks/data/hetrombopag_pkpd_posterior_typical.csv, written by the full run of notebook 02 and
+    read by notebook 04: 1000 draws of the 8 typical values, a header naming what produced it and the
+    fit's diagnostics."""
+    path = NOTEBOOKS / "data" / "hetrombopag_pkpd_posterior_typical.csv"
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    assert re.search(r"notebooks/02_hetrombopag_pkpd\.ipynb, seed \d+, \d+ chains x \d+ draws, \d+ simulated", header[0])
+    assert header[1].startswith("# fit diagnostics: max R-hat")
+    draws = pd.read_csv(path, comment="#")
+    assert list(draws.columns) == ["ka", "cl", "v", "emax", "ec50", "mtt", "lifespan", "plt0"]
+    assert len(draws) == 1000 and np.isfinite(draws.to_numpy()).all() and (draws.to_numpy() > 0).all()
+
+
 def test_dosing_notebook_runs_with_fast_settings(monkeypatch):
     """notebooks/04_posterior_to_dosing.ipynb: the phase III titration trial with fixed typical
-    values and with posterior draws (read from the full run of notebook 02)."""
+    values and with posterior draws (read from the shipped full run of notebook 02).
+
+    Replicate r enrols the same virtual patients (same random numbers) in both analyses, so only
+    the typical values differ: the titrated arms' week-8 response must spread at least as widely
+    over replicates with the posterior draws as with fixed values (both the 95% replicate interval
+    and the SD; strictly wider, since equal widths mean the draws were ignored), and the placebo arm
+    (no drug) must come out identical. With the fast settings'
+    200 replicates the width ratio was 1.2-1.6 over 20 seeds (1.0-2.2 with 16 replicates), so the
+    check is not at the mercy of the seed.
+    """
     _, text = run_notebook("04_posterior_to_dosing.ipynb", monkeypatch)
     assert "fast settings" in text and "width ratio" in text
+    rows = {m["arm"]: {k: float(m[k]) for k in ("ratio", "fixed", "draws", "sd_ratio")} for m in re.finditer(
+        r"width ratio (?P<arm>[^:\n]+): (?P<ratio>[\d.]+) \(fixed (?P<fixed>[\d.]+), "
+        r"posterior draws (?P<draws>[\d.]+); SD ratio (?P<sd_ratio>[\d.]+);", text)}
+    assert set(rows) == {"2.5 mg + titration", "5 mg + titration", "placebo"}, text
+    for arm in ("2.5 mg + titration", "5 mg + titration"):
+        r = rows[arm]
+        # strictly wider: equal widths (ratio 1.00) would mean the draws were not used
+        assert r["fixed"] > 0 and r["draws"] > r["fixed"] and r["ratio"] > 1.0, (arm, r)
+        assert r["sd_ratio"] > 1.0, (arm, r)
+    assert rows["placebo"]["ratio"] == 1.0 and rows["placebo"]["sd_ratio"] == 1.0
+    assert "arms without drug (placebo): identical in both analyses: True" in text

@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from pkpd import Arm, Endpoints, PKPDInputError, Regimen, TitrationRule, Trial, models, read_nonmem
 from pkpd.pk import concentrations
@@ -90,6 +90,8 @@ def _scipy_logp(spec, data, point, z, fixed_pk=None):
     logp += stats.halfnorm.logpdf(point["sigma_prop_plt"], scale=plt_error.prop_scale)
     for i, s in enumerate(data.subjects):
         ind = {p: point[p] * np.exp(point[f"omega_{p}"] * z[p][i] if p in z else 0.0) for p in PK + PD}
+        if spec.ka_above_k:  # no-flip-flop barrier: log sigmoid of log(ka / k) / 0.1
+            logp += special.log_expit(np.log(ind["ka"] * ind["v"] / ind["cl"]) / 0.1)
         obs = s.observations
         c = obs[(obs["cmt"] == 2) & (obs["time"] > s.regimen.times[0])]
         conc = concentrations(s.regimen, c["time"].to_numpy(), ind["ka"], ind["cl"], ind["v"])[0]  # ng/mL
@@ -108,18 +110,22 @@ POINT = {"ka": 0.4, "cl": 6.0, "v": 240.0, "emax": 8.0, "ec50": 30.0, "mtt": 150
          "omega_plt0": 0.2, "sigma_prop": 0.15, "sigma_add": 0.4, "sigma_prop_plt": 0.12}
 
 
-def _logp_at(built, spec, z):
+def _logp_at(built, spec, z, point=POINT):
     from pytensor.compile.mode import Mode
 
-    values = {f"{k}_log__": np.log(v) for k, v in POINT.items()}
+    values = {f"{k}_log__": np.log(v) for k, v in point.items()}
     values.update({f"eta_{n}_z": z[n] for n in spec.iiv_names})
     logp = built.pymc_model.compile_logp(jacobian=False, mode=Mode(linker="py", optimizer="fast_compile"))
     return float(logp(values))
 
 
-def test_joint_log_density_equals_scipy(small):
+@pytest.mark.parametrize("ka", [POINT["ka"], 0.03])
+def test_joint_log_density_equals_scipy(small, ka):
     """Priors, non-centred etas, concentrations and platelets (pre-dose counts
-    included, predicted as PLT0) summed term by term."""
+    included, predicted as PLT0) and the ka > k barrier summed term by term; at
+    ka = 0.03/h some subjects' ka is near or below their k (~0.025/h), where the
+    barrier counts."""
+    point = dict(POINT, ka=ka)
     spec = hetrombopag_pkpd_model()
     built = build_model(spec, small)
     block = built.data.blocks[3]
@@ -129,7 +135,8 @@ def test_joint_log_density_equals_scipy(small):
     rng = np.random.default_rng(4)
     z = {n: rng.standard_normal(3) for n in spec.iiv_names}
     # the fitting kernel and the simulator agree to ~1e-6 relative, which moves the total by ~1e-5
-    assert _logp_at(built, spec, z) == pytest.approx(_scipy_logp(spec, small, POINT, z), rel=1e-7, abs=1e-4)
+    assert _logp_at(built, spec, z, point) == pytest.approx(_scipy_logp(spec, small, point, z), rel=1e-7, abs=1e-4)
+    assert "ka_above_k" in built.pymc_model.named_vars
 
 
 def test_sequential_stage_two_log_density_uses_the_fixed_pk(small):

@@ -309,6 +309,9 @@ def hetrombopag_pkpd_model(pd_params=HETROMBOPAG_PD_PARAMS, plt_error: ResidualE
         ``correlated_iiv``, ``name`` ...).
 
     n_transit = 4, gamma = 0 and hill = 1 are fixed (see the module docs).
+    ``ka_above_k`` is on by default: hetrombopag absorbs ~12 times faster than
+    it is eliminated (ka 0.34/h, k 0.029/h; ``HETROMBOPAG_PARAMS``), so the
+    flip-flop mirror mode is not a real alternative (see :class:`PopPKModel`).
     """
     pd_params = tuple(pd_params)
     names = sorted(p.name for p in pd_params)
@@ -319,7 +322,7 @@ def hetrombopag_pkpd_model(pd_params=HETROMBOPAG_PD_PARAMS, plt_error: ResidualE
         )
     conc_unit = changes.get("conc_unit", "ng/mL")
     fields = {"params": HETROMBOPAG_PARAMS + pd_params, "error": error, "name": "hetrombopag PK + platelets (joint)",
-              **changes}
+              "ka_above_k": True, **changes}
     fields["endpoints"] = tuple(changes.get("endpoints", ())) + (platelet_endpoint(plt_error, conc_unit),)
     return PopPKModel(**fields)
 

@@ -21,6 +21,7 @@ Sampling is the expensive part: the numba compilation of a joint model takes
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 
@@ -137,6 +138,30 @@ def test_joint_log_density_equals_scipy(small, ka):
     # the fitting kernel and the simulator agree to ~1e-6 relative, which moves the total by ~1e-5
     assert _logp_at(built, spec, z, point) == pytest.approx(_scipy_logp(spec, small, point, z), rel=1e-7, abs=1e-4)
     assert "ka_above_k" in built.pymc_model.named_vars
+
+
+def test_centred_etas_change_only_the_eta_density(small):
+    """With ka, cl and v centred (eta_i ~ Normal(0, omega) sampled directly), the log
+    density at eta = omega z equals the non-centred one minus sum log omega per eta
+    (the normal densities differ by that factor), and the other variables are unchanged."""
+    from pytensor.compile.mode import Mode
+
+    spec = hetrombopag_pkpd_model()
+    centred = spec
+    for name in PK:
+        centred = centred.with_param(name, centred=True)
+    rng = np.random.default_rng(6)
+    z = {n: rng.standard_normal(3) for n in spec.iiv_names}
+    built = build_model(centred, small)
+    values = {f"{k}_log__": np.log(v) for k, v in POINT.items()}
+    values.update({f"eta_{n}_z": z[n] for n in spec.iiv_names if n not in PK})
+    values.update({f"eta_{n}": POINT[f"omega_{n}"] * z[n] for n in PK})
+    logp = built.pymc_model.compile_logp(jacobian=False, mode=Mode(linker="py", optimizer="fast_compile"))
+    expected = _logp_at(build_model(spec, small), spec, z) - sum(3 * np.log(POINT[f"omega_{n}"]) for n in PK)
+    assert float(logp(values)) == pytest.approx(expected, rel=1e-10)
+    assert "eta_cl_z" not in built.pymc_model.named_vars and "eta_emax_z" in built.pymc_model.named_vars
+    with pytest.raises(PKPDInputError, match="centred"):
+        build_model(dataclasses.replace(centred, correlated_iiv=True), small)
 
 
 def test_sequential_stage_two_log_density_uses_the_fixed_pk(small):

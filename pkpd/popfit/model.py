@@ -81,6 +81,10 @@ class Param:
     omega_scale : HalfNormal scale of the IIV SD omega (log scale);
         ``None`` = no IIV for this parameter.
     unit, source : documentation (shown in summaries).
+    centred : sample this parameter's etas directly, ``eta_i ~ Normal(0, omega)``,
+        instead of non-centred (``eta_i = omega z_i``, the default).  Centred
+        mixes better when every subject's data pin its own value down (rich
+        PK sampling); non-centred when they do not (sparse data, PD).
     """
 
     name: str
@@ -89,6 +93,7 @@ class Param:
     omega_scale: float | None = 0.5
     unit: str = ""
     source: str = ""
+    centred: bool = False
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -332,6 +337,7 @@ class PopPKModel:
         lines = [f"PopPKModel: {self.name}", f"  concentrations in {self.conc_unit}; residual error {self.error.kind}"]
         for p in self.params:
             iiv = f"omega ~ HalfNormal({p.omega_scale:.3g})" if p.omega_scale is not None else "no IIV"
+            iiv += ", centred etas" if p.centred and p.omega_scale is not None else ""
             lines.append(f"  {p.name:>6} ~ LogNormal(log {p.median:g} {p.unit}, {p.sd_log:g}); {iiv}  {p.source}")
         for c in self.covariates:
             prior = f"~ Normal({c.exponent:g}, {c.sd:g})" if c.sd is not None else f"= {c.exponent:g} (fixed)"
@@ -540,9 +546,15 @@ def _fit_data(model: PopPKModel, data) -> FitData:
 
 
 def _iiv(pm, pt, model: PopPKModel, iiv: list[str]) -> dict:
-    """Non-centred etas ``{name: (n_subjects,)}``, named ``eta_<name>``."""
+    """Etas ``{name: (n_subjects,)}``, named ``eta_<name>``: non-centred unless
+    the parameter says ``centred`` (correlated IIV is always non-centred)."""
     if not iiv:
         return {}
+    if model.correlated_iiv and any(model.param(n).centred for n in iiv):
+        raise PKPDInputError(
+            "centred etas are not available with correlated_iiv=True (the LKJ model is non-centred); "
+            "set centred=False for " + ", ".join(n for n in iiv if model.param(n).centred) + "."
+        )
     scales = np.array([model.param(n).omega_scale for n in iiv])
     if model.correlated_iiv and len(iiv) > 1:
         chol, corr, sds = pm.LKJCholeskyCov(
@@ -560,8 +572,11 @@ def _iiv(pm, pt, model: PopPKModel, iiv: list[str]) -> dict:
     out = {}
     for n, scale in zip(iiv, scales):
         omega = pm.HalfNormal(f"omega_{n}", sigma=scale)
-        z = pm.Normal(f"eta_{n}_z", 0.0, 1.0, dims="subject")
-        out[n] = pm.Deterministic(f"eta_{n}", omega * z, dims="subject")
+        if model.param(n).centred:
+            out[n] = pm.Normal(f"eta_{n}", 0.0, omega, dims="subject")
+        else:
+            z = pm.Normal(f"eta_{n}_z", 0.0, 1.0, dims="subject")
+            out[n] = pm.Deterministic(f"eta_{n}", omega * z, dims="subject")
     return out
 
 

@@ -127,7 +127,7 @@ def test_joint_log_density_equals_scipy(small, ka):
     ka = 0.03/h some subjects' ka is near or below their k (~0.025/h), where the
     barrier counts."""
     point = dict(POINT, ka=ka)
-    spec = hetrombopag_pkpd_model()
+    spec = hetrombopag_pkpd_model(centred_pk=False)
     built = build_model(spec, small)
     block = built.data.blocks[3]
     assert (block.time == 0).sum() == 3, "pre-dose platelet counts must stay in the likelihood"
@@ -141,21 +141,20 @@ def test_joint_log_density_equals_scipy(small, ka):
 
 
 def test_centred_etas_change_only_the_eta_density(small):
-    """With ka, cl and v centred (eta_i ~ Normal(0, omega) sampled directly), the log
-    density at eta = omega z equals the non-centred one minus sum log omega per eta
+    """With ka, cl and v centred (log P_i ~ Normal(log P_tv, omega) sampled directly), the
+    log density at log P_i = log P_tv + omega z equals the non-centred one minus sum log omega per eta
     (the normal densities differ by that factor), and the other variables are unchanged."""
     from pytensor.compile.mode import Mode
 
-    spec = hetrombopag_pkpd_model()
-    centred = spec
-    for name in PK:
-        centred = centred.with_param(name, centred=True)
+    spec = hetrombopag_pkpd_model(centred_pk=False)
+    centred = hetrombopag_pkpd_model()  # centred PK by default
+    assert all(centred.param(n).centred for n in PK) and not centred.param("emax").centred
     rng = np.random.default_rng(6)
     z = {n: rng.standard_normal(3) for n in spec.iiv_names}
     built = build_model(centred, small)
     values = {f"{k}_log__": np.log(v) for k, v in POINT.items()}
     values.update({f"eta_{n}_z": z[n] for n in spec.iiv_names if n not in PK})
-    values.update({f"eta_{n}": POINT[f"omega_{n}"] * z[n] for n in PK})
+    values.update({f"log_{n}_ind": np.log(POINT[n]) + POINT[f"omega_{n}"] * z[n] for n in PK})
     logp = built.pymc_model.compile_logp(jacobian=False, mode=Mode(linker="py", optimizer="fast_compile"))
     expected = _logp_at(build_model(spec, small), spec, z) - sum(3 * np.log(POINT[f"omega_{n}"]) for n in PK)
     assert float(logp(values)) == pytest.approx(expected, rel=1e-10)
@@ -169,7 +168,7 @@ def test_sequential_stage_two_log_density_uses_the_fixed_pk(small):
     individual PK parameters (matched by ID), the concentrations by the sampled ones."""
     fixed = pd.DataFrame({"ka": [0.25, 0.5, 0.3], "cl": [7.0, 9.0, 5.0], "v": [260.0, 300, 200]},
                          index=pd.Index([3, 2, 1], name="ID"))  # not in data order on purpose
-    spec = sequential_pd_model(hetrombopag_pkpd_model(), fixed, small)
+    spec = sequential_pd_model(hetrombopag_pkpd_model(centred_pk=False), fixed, small)
     built = build_model(spec, small)
     rng = np.random.default_rng(5)
     z = {n: rng.standard_normal(3) for n in spec.iiv_names}

@@ -81,10 +81,11 @@ class Param:
     omega_scale : HalfNormal scale of the IIV SD omega (log scale);
         ``None`` = no IIV for this parameter.
     unit, source : documentation (shown in summaries).
-    centred : sample this parameter's etas directly, ``eta_i ~ Normal(0, omega)``,
-        instead of non-centred (``eta_i = omega z_i``, the default).  Centred
-        mixes better when every subject's data pin its own value down (rich
-        PK sampling); non-centred when they do not (sparse data, PD).
+    centred : sample the individual values directly, ``log P_i ~ Normal(log
+        P_pop,i, omega)`` (variable ``log_<name>_ind``), instead of non-centred
+        (``eta_i = omega z_i``, the default).  Centred mixes better when every
+        subject's data pin its own value down (rich PK sampling); non-centred
+        when they do not (sparse data, PD).
     """
 
     name: str
@@ -505,7 +506,8 @@ def build_model(model: PopPKModel, data, check_units: bool = True) -> BuiltModel
             c.var_name: pm.Normal(c.var_name, mu=c.exponent, sigma=c.sd)
             for c in model.covariates if c.sd is not None
         }
-        etas = _iiv(pm, pt, model, iiv)
+        population = individual_params(pt, model, typical, thetas, {}, fit_data)  # eta = 0, per subject
+        etas = _iiv(pm, pt, model, iiv, {n: pt.log(population[n]) for n in iiv})
         indiv = individual_params(pt, model, typical, thetas, etas, fit_data)
         if model.ka_above_k:
             gap = (pt.log(indiv["ka"]) - pt.log(indiv["cl"] / indiv["v"])) / KA_ABOVE_K_SCALE
@@ -545,9 +547,15 @@ def _fit_data(model: PopPKModel, data) -> FitData:
     return fit_data
 
 
-def _iiv(pm, pt, model: PopPKModel, iiv: list[str]) -> dict:
+def _iiv(pm, pt, model: PopPKModel, iiv: list[str], population_log: dict) -> dict:
     """Etas ``{name: (n_subjects,)}``, named ``eta_<name>``: non-centred unless
-    the parameter says ``centred`` (correlated IIV is always non-centred)."""
+    the parameter says ``centred`` (correlated IIV is always non-centred).
+
+    Centred means the individual value itself is sampled, ``log_<name>_ind ~
+    Normal(population_log, omega)`` (``population_log``: log typical value with
+    covariate effects, per subject), and ``eta = log_<name>_ind - population_log``:
+    when the data fix each subject's value, the typical value then moves freely
+    (sampling ``eta ~ Normal(0, omega)`` instead would tie it to every eta)."""
     if not iiv:
         return {}
     if model.correlated_iiv and any(model.param(n).centred for n in iiv):
@@ -573,7 +581,8 @@ def _iiv(pm, pt, model: PopPKModel, iiv: list[str]) -> dict:
     for n, scale in zip(iiv, scales):
         omega = pm.HalfNormal(f"omega_{n}", sigma=scale)
         if model.param(n).centred:
-            out[n] = pm.Normal(f"eta_{n}", 0.0, omega, dims="subject")
+            log_ind = pm.Normal(f"log_{n}_ind", population_log[n], omega, dims="subject")
+            out[n] = pm.Deterministic(f"eta_{n}", log_ind - population_log[n], dims="subject")
         else:
             z = pm.Normal(f"eta_{n}_z", 0.0, 1.0, dims="subject")
             out[n] = pm.Deterministic(f"eta_{n}", omega * z, dims="subject")

@@ -10,6 +10,9 @@ Statistical model (subject i, observation j)::
     log P_i   = log P_tv + sum_c theta_c log(COV_ic / ref_c) + eta_P,i     (power covariate model)
     eta_i     = L z_i,  z_i ~ N(0, I)                                      (non-centred IIV;
                 L = diag(omega) or the Cholesky factor of an LKJ covariance)
+    or, for a ``Param(centred=True)``: log P_i ~ N(log P_pop,i, omega_P)    (centred; variable
+                ``log_<P>_ind``; eta_P,i = log P_i - log P_pop,i)
+    optional: sum_i log sigmoid((log ka_i - log k_i) / 0.1)                  (``ka_above_k``: no flip-flop)
     IPRED_ij  = one-compartment oral closed form (pkpd.popfit.kernels)
     DV_ij     ~ Normal(IPRED_ij, sd_ij),  sd_ij^2 = sigma_add^2 + (sigma_prop IPRED_ij)^2
     BLQ rows  : P(DV < LLOQ) = Phi((LLOQ - IPRED_ij) / sd_ij)              (Beal's M3)
@@ -349,6 +352,9 @@ class PopPKModel:
             lines.append(f"  sigma_add ~ HalfNormal({self.error.add_scale:g} {self.conc_unit})")
         if self.correlated_iiv:
             lines.append(f"  IIV correlation ~ LKJ({self.lkj_eta:g})")
+        if self.ka_above_k:
+            lines.append(f"  ka_i > CL_i/V_i in every subject (no flip-flop): log-sigmoid barrier, width "
+                         f"{KA_ABOVE_K_SCALE:g} in log(ka/k)")
         return "\n".join(lines)
 
 

@@ -42,11 +42,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
+
+from fit_child import cache_modes, machine_line, run_child
 
 T_START = time.perf_counter()
 
@@ -168,20 +167,6 @@ def profile(args) -> None:
           f"{base / op:.1f}x faster ({len(DOSES_MG) * PER_GROUP} subjects x {PLT_DAYS[-1]} days, 1 core)")
 
 
-def run(mode: str, model: str, env: dict, args) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--draws", str(args.draws), "--tune",
-           str(args.tune), "--chains", str(args.chains), "--seed", str(args.seed), "--model", model]
-    print(f"[{mode}, {model}] running the fit in a fresh process...", flush=True)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-    if line is None:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"[{mode}] the benchmark child failed (exit {proc.returncode})")
-    diag = "\n".join(l for l in proc.stderr.splitlines() if "BLAS" not in l and "pytensor" not in l.lower())
-    print(diag, flush=True)
-    return json.loads(line[len("RESULT "):])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("both", "cold", "warm"), default="warm")
@@ -200,23 +185,20 @@ def main() -> None:
         profile(args)
         return
 
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (1 min) at start; "
-          f"Python {sys.version.split()[0]}")
+    print(machine_line())
     print(f"study: {len(DOSES_MG) * PER_GROUP} subjects ({', '.join(f'{d:g}' for d in DOSES_MG)} mg daily x "
           f"{DOSING_DAYS} d), {len(PK_TIMES_H)} concentrations in 48 h and {len(PLT_DAYS)} platelet counts over "
           f"{PLT_DAYS[-1] // 7} weeks each")
     results = {}
     models = MODELS if args.model == "both" else (args.model,)
     for model in models:
-        if args.mode == "warm":
-            results[f"warm {model}"] = run("warm", model, dict(os.environ), args)
-        else:
-            with tempfile.TemporaryDirectory(prefix="pkpd_bench_cache_") as cache:
-                env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}",
-                           NUMBA_CACHE_DIR=f"{cache}/numba_cache")
-                results[f"cold {model}"] = run("cold", model, env, args)
-                if args.mode == "both":
-                    results[f"warm {model}"] = run("warm", model, env, args)
+        child_args = ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains),
+                      "--seed", str(args.seed), "--model", model]
+        for mode, env in cache_modes(args.mode):
+            label = f"{mode} {model}"
+            results[label], stderr = run_child(__file__, label, child_args, env)
+            print("\n".join(l for l in stderr.splitlines() if "BLAS" not in l and "pytensor" not in l.lower()),
+                  flush=True)  # the child's diagnostics table
 
     rows = [("build PyMC model", "build_s", "s"), ("compile (nutpie numba)", "compile_s", "s"),
             ("sampling", "sampling_s", "s"), ("post-processing (IPRED/PRED by simulator)", "postprocess_s", "s"),

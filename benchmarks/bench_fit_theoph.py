@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
+
+from fit_child import cache_modes, machine_line, run_child
 
 T_START = time.perf_counter()
 
@@ -67,18 +65,6 @@ def child(args) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def run(mode: str, env: dict, args) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--draws", str(args.draws), "--tune",
-           str(args.tune), "--chains", str(args.chains), "--seed", str(args.seed)]
-    print(f"[{mode}] running a fit in a fresh process...", flush=True)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-    if line is None:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"[{mode}] the benchmark child failed (exit {proc.returncode})")
-    return json.loads(line[len("RESULT "):])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("both", "cold", "warm"), default="both")
@@ -92,17 +78,10 @@ def main() -> None:
         child(args)
         return
 
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (1 min) at start; "
-          f"Python {sys.version.split()[0]}")
-    results = {}
-    if args.mode == "warm":
-        results["warm"] = run("warm", dict(os.environ), args)
-    else:
-        with tempfile.TemporaryDirectory(prefix="pkpd_bench_cache_") as cache:
-            env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}", NUMBA_CACHE_DIR=f"{cache}/numba_cache")
-            results["cold"] = run("cold", env, args)
-            if args.mode == "both":
-                results["warm"] = run("warm", env, args)
+    print(machine_line())
+    child_args = ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains),
+                  "--seed", str(args.seed)]
+    results = {mode: run_child(__file__, mode, child_args, env)[0] for mode, env in cache_modes(args.mode)}
 
     rows = [
         ("imports (pkpd, pymc, nutpie)", "import_s", "s"), ("build PyMC model", "build_s", "s"),

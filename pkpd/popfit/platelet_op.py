@@ -233,7 +233,6 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
             grad[7, s] += g_pred[i]
     ek, bq = np.empty((2, m)), np.empty((3, 2, m))
     ek_bar, bq_bar = np.empty((2, m)), np.empty((2, m))
-    effect = np.empty(m)
     lam, lam_prev = np.empty(N), np.empty(N)
     phi_bar = np.empty((N, N))
     w_bar = np.empty((2, N, m))
@@ -341,20 +340,6 @@ def grid_constants(grid: PlateletGrid) -> tuple:
             grid.obs_subject.astype(np.int64), grid.obs_step.astype(np.int64), tau, lags, coef, gz, gw)
 
 
-def _check_sizes(n_transit: int, grid: PlateletGrid) -> None:
-    if n_transit != N_TRANSIT or grid.nodes.size != _M:
-        raise ValueError(f"the compiled platelet kernels are built for {N_TRANSIT} transit compartments and {_M} nodes "
-                         f"per step; got {n_transit} and {grid.nodes.size}.")
-
-
-def predict_platelets_numba(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: PlateletGrid,
-                            n_transit: int = 4, conc_scale: float = 1000.0) -> np.ndarray:
-    """NumPy front end of :func:`platelet_forward` (same call as ``predict_platelets(np, ...)``)."""
-    _check_sizes(n_transit, grid)
-    params = np.stack([np.asarray(p, float) for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)])
-    return platelet_forward(params, *grid_constants(grid), n_transit, grid.h, float(conc_scale))[0]
-
-
 # ================================================================= the PyTensor Ops
 def _pytensor_ops():
     """Build the Op classes on first use (PyTensor is imported only when fitting)."""
@@ -364,13 +349,16 @@ def _pytensor_ops():
     from pytensor.graph.op import Op
     from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
-    class PlateletOp(Op):
-        """``PlateletOp(n, h, scale)(params (8, S), *grid constants)`` -> (PLT (n_obs,), states (S, J, 2 + N))."""
+    class _KernelOp(Op):
+        """Props shared by the forward and gradient Ops: chain length, grid step (h), conc scale."""
 
         __props__ = ("n_transit", "h", "conc_scale")
 
         def __init__(self, n_transit: int, h: float, conc_scale: float):
             self.n_transit, self.h, self.conc_scale = int(n_transit), float(h), float(conc_scale)
+
+    class PlateletOp(_KernelOp):
+        """``PlateletOp(n, h, scale)(params (8, S), *grid constants)`` -> (PLT (n_obs,), states (S, J, 2 + N))."""
 
         def make_node(self, params, *constants):
             inputs = [pt.as_tensor_variable(params), *map(pt.as_tensor_variable, constants)]
@@ -388,13 +376,8 @@ def _pytensor_ops():
             grad = PlateletVJPOp(self.n_transit, self.h, self.conc_scale)(*inputs, outputs[1], output_grads[0])
             return [grad] + [DisconnectedType()() for _ in inputs[1:]]
 
-    class PlateletVJPOp(Op):
+    class PlateletVJPOp(_KernelOp):
         """Gradient (8, S) of ``sum_i g_i PLT_i``: ``PlateletVJPOp(...)(params, *constants, states, g)``."""
-
-        __props__ = ("n_transit", "h", "conc_scale")
-
-        def __init__(self, n_transit: int, h: float, conc_scale: float):
-            self.n_transit, self.h, self.conc_scale = int(n_transit), float(h), float(conc_scale)
 
         def make_node(self, *inputs):
             inputs = list(map(pt.as_tensor_variable, inputs))

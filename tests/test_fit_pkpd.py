@@ -255,20 +255,28 @@ def test_recovers_pd_typical_values(recovery):
         assert abs(np.log(med / value)) < abs(np.log(prior / value)), (name, med, value, prior)
 
 
-def test_posterior_predictions_and_vpc_use_the_simulator(recovery):
+def test_posterior_predictions_are_the_sampled_model_and_vpc_uses_the_simulator(recovery):
     """IPRED of the platelets stored by pkpd.fit equals the simulator run on the
-    individual posterior parameters; the platelet VPC's observed medians fall
-    inside the simulated 90% intervals in most bins."""
+    individual posterior parameters (to the fitting grid's 2e-6), and the stored
+    pointwise log-likelihood sums to the PyMC model's own platelet term at that
+    draw (LOO needs the density that was sampled); the platelet VPC's observed
+    medians fall inside the simulated 90% intervals in most bins."""
     built, data, _, idata = recovery
     block = built.data.blocks[3]
+    m = built.pymc_model
+    plt_logp = m.compile_fn(m.logp(vars=[m["plt"]]), inputs=m.value_vars, on_unused_input="ignore")
     for draw in (5, 77):
         p = idata.posterior.isel(chain=0, draw=draw)
         for i, s in enumerate(data.subjects[:3]):
             ind = {n: float(p[n]) * (np.exp(float(p[f"eta_{n}"][i])) if f"eta_{n}" in p else 1.0) for n in PK + PD}
             row = pd.DataFrame([{**ind, "hill": 1.0, "n_transit": 4, "gamma": 0.0}])
-            m = block.subject == i
-            plt = solver_for(row).run(s.regimen.times, s.regimen.amounts, block.time[m])[1][0]
-            np.testing.assert_allclose(p["plt_ipred"].values[m], plt, rtol=1e-10)
+            rows = block.subject == i
+            plt = solver_for(row).run(s.regimen.times, s.regimen.amounts, block.time[rows])[1][0]
+            np.testing.assert_allclose(p["plt_ipred"].values[rows], plt, rtol=2e-6)
+        point = {v.name: np.log(p[v.name[:-len("_log__")]].values) if v.name.endswith("_log__") else p[v.name].values
+                 for v in m.value_vars}
+        stored = float(idata.log_likelihood["plt"].isel(chain=0, draw=draw).sum())
+        assert stored == pytest.approx(float(plt_logp(point)), rel=1e-10)
     table = plots.vpc(idata, built, None, n_sim=40, n_bins=6, seed=1, endpoint="plt")
     inside = (table["obs_p50"] >= table["sim_p50_lo"]) & (table["obs_p50"] <= table["sim_p50_hi"])
     assert inside.mean() >= 0.8, table

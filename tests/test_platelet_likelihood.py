@@ -39,6 +39,27 @@ def test_numpy_prediction_matches_exact_simulator(study):
     np.testing.assert_allclose(pred, exact(study), rtol=2e-6)
 
 
+@pytest.mark.parametrize("n_transit", [4, 3])
+def test_kernel_over_draws_matches_the_simulator(study, n_transit):
+    """The NumPy front end of the forward kernel (IPRED of a fit): leading draw axes,
+    per-draw parameters, and the tensor-expression fallback for other chain lengths."""
+    from pkpd.popfit.platelet_op import predict_platelets_kernel
+
+    regimens, times, params, subject, obs_times = study
+    grid = platelet_grid(regimens, subject, obs_times)
+    scale = np.array([1.0, 0.5, 2.0])[:, None, None] * np.ones((3, 2, 1))  # (3, 2) draws: emax x scale
+    values = [np.broadcast_to(params[n].to_numpy(), (3, 2, len(params))).copy() for n in NAMES]
+    values[3] = values[3] * scale
+    out = predict_platelets_kernel(*values, grid=grid, n_transit=n_transit)
+    assert out.shape == (3, 2, obs_times.size)
+    for d in range(3):
+        p = params.assign(emax=params["emax"] * scale[d, 0, 0], n_transit=n_transit)
+        want = np.concatenate([solver_for(p.iloc[[i]]).run(r.times, r.amounts, t)[1][0]
+                               for i, (r, t) in enumerate(zip(regimens, times))])
+        np.testing.assert_allclose(out[d, 1], want, rtol=2e-6)
+        np.testing.assert_array_equal(out[d, 0], out[d, 1])
+
+
 @pytest.mark.parametrize("implementation, mode", [("graph", "FAST_RUN"), ("op", "FAST_RUN"), ("op", "NUMBA")])
 def test_pytensor_prediction_and_gradient(study, implementation, mode):
     """Both PyTensor versions -- the tensor expression with automatic gradients and the

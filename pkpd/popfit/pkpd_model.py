@@ -45,10 +45,13 @@ uncertainty of PLT0 in a study of tens of subjects).
 Pre-dose platelet counts (time <= first dose) are *kept*: they measure PLT0,
 and the prediction there is exactly PLT0.
 
-Predictions from posterior draws (``pkpd.fit``'s IPRED/PRED, VPCs) do *not*
-reuse the fitting code: :func:`simulate_platelets` runs the independent
-exact-step simulator :func:`pkpd.simulate.solver_for` with draws x subjects
-flattened into one population, so the plots check the fitting code as well.
+``pkpd.fit``'s IPRED/PRED and pointwise log-likelihood use the fitting
+arithmetic itself (the Op's forward kernel over the draws), so the
+log-likelihood is the one that was sampled, as LOO needs.  The plots
+(individual fits, VPCs) do *not* reuse it: :meth:`PlateletPrediction.simulate`
+runs the independent exact-step simulator :func:`pkpd.simulate.solver_for`
+with draws x subjects flattened into one population, so the plots check the
+fitting code as well.
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ from .model import (
     CONC_UNITS, HETROMBOPAG_PARAMS, Endpoint, Param, PopPKModel, ResidualError, halfnormal_scale_for_median,
     omega_from_cv,
 )
-from .platelet_op import predict_platelets_tensor
-from .platelets import platelet_grid, predict_platelets
+from .platelet_op import predict_platelets_kernel, predict_platelets_tensor
+from .platelets import platelet_grid
 
 #: PD parameters held fixed in fitting (the fitting kernel assumes them).
 N_TRANSIT = 4
@@ -176,10 +179,12 @@ class PlateletPrediction:
     (10^9/L).  With ``xp = pytensor.tensor`` it builds the likelihood's
     prediction as one compiled Op with a hand-written adjoint
     (:func:`pkpd.popfit.platelet_op.predict_platelets_tensor`; the same
-    arithmetic as :func:`pkpd.popfit.platelets.predict_platelets`, which serves
-    ``xp = numpy``; the :class:`PlateletGrid` of a block is built once and cached);
-    :meth:`simulate` is the NumPy version for posterior draws, with the
-    independent simulator.
+    arithmetic as :func:`pkpd.popfit.platelets.predict_platelets`); with
+    ``xp = numpy`` it runs the Op's forward kernel over posterior draws
+    (:func:`~pkpd.popfit.platelet_op.predict_platelets_kernel`: IPRED, PRED
+    and log-likelihood of a fit).  The :class:`PlateletGrid` of a block is
+    built once and cached.  :meth:`simulate` (the ``predict_numpy`` hook,
+    used by the plots and VPCs) computes the same from the independent simulator.
 
     conc_unit : unit of concentrations and EC50 ("ng/mL", "mg/L", "ug/mL").
     fixed_pk : optional ``{"ka", "cl", "v"}`` arrays, one value per subject of
@@ -243,13 +248,15 @@ class PlateletPrediction:
 
     # ------------------------------------------------------------- the hook
     def __call__(self, xp, indiv: dict, block: ObservationBlock):
-        """The fitting prediction (``xp`` numpy or pytensor.tensor; parameters of shape (n_subjects,))."""
+        """The fitting prediction: ``xp`` pytensor.tensor (parameters of shape (n_subjects,)) or numpy
+        (parameters of shape (..., n_subjects), leading axes = posterior draws)."""
         grid = self.grid(block)
         subjects = self._tables(block)["subjects"]
         ka, cl, v = self._pk(indiv, subjects)
         pd_ = [indiv[k][..., subjects] for k in PD_NAMES]
-        if xp is np:
-            return predict_platelets(xp, ka, cl, v, *pd_, grid=grid, n_transit=N_TRANSIT, conc_scale=self.conc_scale)
+        if xp is np:  # leading draw axes allowed: IPRED / PRED and the pointwise log-likelihood of a fit
+            return predict_platelets_kernel(ka, cl, v, *pd_, grid=grid, n_transit=N_TRANSIT,
+                                            conc_scale=self.conc_scale)
         # in the PyMC model: one compiled Op with a hand-written adjoint (same arithmetic, ~10x faster)
         return predict_platelets_tensor(ka, cl, v, *pd_, grid=grid, n_transit=N_TRANSIT, conc_scale=self.conc_scale)
 

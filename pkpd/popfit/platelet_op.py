@@ -425,6 +425,26 @@ def platelet_op(n_transit: int, h: float, conc_scale: float):
     return _OPS[0](n_transit, h, conc_scale)
 
 
+def predict_platelets_kernel(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: PlateletGrid,
+                             n_transit: int = 4, conc_scale: float = 1000.0) -> np.ndarray:
+    """NumPy front end of the forward kernel, for posterior draws: parameters of
+    shape ``(..., S)`` (leading draw axes broadcast) -> platelets ``(..., n_obs)``
+    (10^9/L).  The same arithmetic as the fitted likelihood, so IPRED and the
+    pointwise log-likelihood match the density that was sampled."""
+    values = np.broadcast_arrays(*(np.asarray(p, dtype=float) for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)))
+    lead, n_sub = values[0].shape[:-1], values[0].shape[-1]
+    params = np.ascontiguousarray(np.stack([x.reshape(-1, n_sub) for x in values], axis=1))  # (draws, 8, S)
+    out = np.empty((params.shape[0], grid.obs_subject.size))
+    if n_transit == N_TRANSIT and grid.nodes.size == _M:
+        constants = grid_constants(grid)
+        for d in range(params.shape[0]):
+            out[d] = platelet_forward(params[d], *constants, n_transit, grid.h, conc_scale)[0]
+    else:  # sizes the kernels are not compiled for: the NumPy tensor expression
+        for d in range(params.shape[0]):
+            out[d] = predict_platelets(np, *params[d], grid=grid, n_transit=n_transit, conc_scale=conc_scale)
+    return out.reshape(lead + (out.shape[-1],))
+
+
 def predict_platelets_tensor(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: PlateletGrid,
                              n_transit: int = 4, conc_scale: float = 1000.0):
     """PyTensor front end: the same call as ``predict_platelets(pt, ...)``, one Op node."""

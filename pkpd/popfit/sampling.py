@@ -13,8 +13,10 @@ PyMC's own NUTS when nutpie is unavailable or fails -- and returns an
   subject ID, BLQ flag, LLOQ);
 * ``sample_stats``.
 
-Predictions, noise and log-likelihood are computed with NumPy from the stored
-draws using the same closed form as the model (:mod:`pkpd.popfit.kernels`), so
+Predictions, noise and log-likelihood are computed from the stored draws with
+the model's own arithmetic in NumPy (the closed form of
+:mod:`pkpd.popfit.kernels`; for platelets the likelihood Op's numba forward
+kernel), so the pointwise log-likelihood is the one that was sampled and
 nothing but the sampler's logp needs compiling.
 
 Diagnostics (:func:`diagnose`) follow Vehtari et al. (2021, Bayesian Analysis
@@ -27,7 +29,6 @@ per chain.  A failed check prints a loud message *and* raises a
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -415,12 +416,15 @@ def posterior_individual_params(idata, built: BuiltModel, population: bool = Fal
     return individual_params(np, spec, typical, thetas, etas, built.data)
 
 
-def predict_draws(built: BuiltModel, endpoint, indiv: dict, block=None) -> np.ndarray:
+def predict_draws(built: BuiltModel, endpoint, indiv: dict, block=None, fitted: bool = False) -> np.ndarray:
     """Predictions of ``endpoint`` for individual parameters with leading draw axes.
 
-    indiv : ``{name: (..., n_subjects)}``.  Evaluated in chunks of draws so that
-    memory stays bounded.  Returns ``(..., block.n)``.
+    indiv : ``{name: (..., n_subjects)}``.  fitted : use the likelihood's own
+    arithmetic (``endpoint.predict`` with NumPy) rather than ``predict_numpy``
+    (for platelets: the independent simulator of the plots).  Evaluated in
+    chunks of draws so that memory stays bounded.  Returns ``(..., block.n)``.
     """
+    predict = (lambda part, blk: endpoint.predict(np, part, blk)) if fitted else endpoint.predict_np
     block = block if block is not None else built.data.blocks[endpoint.cmt]
     first = next(iter(indiv.values()))
     lead = first.shape[:-1]
@@ -431,7 +435,7 @@ def predict_draws(built: BuiltModel, endpoint, indiv: dict, block=None) -> np.nd
     out = np.empty((n, block.n))
     for start in range(0, n, step):
         part = {k: v[start:start + step] for k, v in flat.items()}
-        out[start:start + step] = endpoint.predict_np(part, block)
+        out[start:start + step] = predict(part, block)
     return out.reshape(lead + (block.n,))
 
 
@@ -458,8 +462,8 @@ def add_predictions(idata, built: BuiltModel, seed: int) -> None:
     for ep in built.endpoints:
         block = built.data.blocks[ep.cmt]
         dim = f"{ep.name}_obs"
-        ipred = predict_draws(built, ep, indiv, block)
-        pred = predict_draws(built, ep, indiv_pop, block)
+        ipred = predict_draws(built, ep, indiv, block, fitted=True)  # the sampled likelihood's own predictions
+        pred = predict_draws(built, ep, indiv_pop, block, fitted=True)
         sp, sa = _sigmas(post, ep)
         sd = residual_sd(np, ep.error, ipred, sp, sa)
         y_rep = ipred + sd * rng.standard_normal(ipred.shape)

@@ -157,6 +157,43 @@ def test_pytensor_gradient_accurate_near_ka_equals_k(rel):
     np.testing.assert_allclose(got, exact, rtol=max(abs(rel) * 20, 1e-9), atol=abs(rel) * 100 + 1e-12)
 
 
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
+@pytest.mark.parametrize("ka_over_k", [12.0, 1.0, 1 + 1e-7, 0.5])
+def test_compiled_concentration_op_matches_tensor_expression(mode, ka_over_k):
+    """pkpd.popfit.pk_op (numba loops, hand-written gradient, used by the PyMC
+    model) against the tensor expression above with PyTensor's automatic
+    gradient: three subjects, multiple doses and a reset, ka above, at, next to
+    and below k.  A steady-state design falls back to the tensor expression."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from pkpd.popfit.pk_op import concentrations_tensor
+
+    regs = (Regimen.daily(5.0, 3), Regimen((Dose(0, 7.5), Dose(30, 2.5), Dose(60, 5.0, reset=True))),
+            Regimen.single(10.0))
+    subject = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 0])
+    times = np.array([0.5, 24.0, 50.0, 1.0, 31.0, 59.0, 72.0, 2.0, 240.0, 80.0])
+    design = dose_design(regs, subject, times)
+    cl, v = np.array([7.7, 5.0, 9.0]), np.array([265.0, 200.0, 300.0])
+    ka_value = ka_over_k * cl / v
+    ka, clv, vv = pt.dvector("ka"), pt.dvector("cl"), pt.dvector("v")
+    weights = np.linspace(-1.0, 2.0, times.size)
+    outputs = []
+    for conc in (concentrations_tensor(ka, clv, vv, subject, design, 1000.0),
+                 kernels.one_compartment_oral(pt, ka[subject], clv[subject], vv[subject], design, 1000.0)):
+        total = (weights * conc).sum()
+        outputs.append(pytensor.function([ka, clv, vv], [conc, *pt.grad(total, [ka, clv, vv])], mode=mode))
+    op_graph = outputs[0].maker.fgraph.toposort()
+    assert any(type(node.op).__name__ == "ConcOp" for node in op_graph)
+    got, want = outputs[0](ka_value, cl, v), outputs[1](ka_value, cl, v)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-14)
+
+    steady = dose_design((Regimen.daily(5.0, 3, steady_state=True),), np.zeros(2, int), np.array([1.0, 30.0]))
+    fallback = concentrations_tensor(ka[:1], clv[:1], vv[:1], np.zeros(2, int), steady, 1000.0)
+    assert "ConcOp" not in str(pytensor.dprint(fallback, file="str"))
+
+
 def _shift(i, h):
     p = [1.1, 0.1, 50.0]
     p[i] += h

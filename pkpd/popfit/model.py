@@ -55,6 +55,7 @@ from ..checks import PKPDInputError
 from ..pk import HETROMBOPAG_CL, HETROMBOPAG_KA, HETROMBOPAG_V
 from . import kernels
 from .design import CONC_CMT, FitData, ObservationBlock, as_dataset, flatten
+from .pk_op import concentrations_tensor
 
 #: mg/L -> unit factors for concentrations (dose mg / volume L = mg/L).
 CONC_UNITS = {"mg/L": 1.0, "ug/mL": 1.0, "ng/mL": 1000.0}
@@ -221,6 +222,8 @@ def concentration_endpoint(conc_unit: str, error: ResidualError) -> Endpoint:
 
     def predict(xp, indiv, block: ObservationBlock):
         s = block.subject
+        if xp is not np:  # in the PyMC model: one compiled Op with a hand-written gradient
+            return concentrations_tensor(indiv["ka"], indiv["cl"], indiv["v"], s, block.design, scale)
         return kernels.one_compartment_oral(
             xp, indiv["ka"][..., s], indiv["cl"][..., s], indiv["v"][..., s], block.design, scale
         )

@@ -38,6 +38,8 @@ import numba
 import numpy as np
 
 from ..pd import gauss_legendre
+from . import pk_op
+from .pk_op import _bateman
 from .platelets import CHAIN_QUADRATURE, NODES, PlateletGrid, node_offsets, node_weights, predict_platelets
 
 #: Chain states (4 transit compartments + platelets) and input nodes per step the
@@ -48,39 +50,9 @@ _N = N_TRANSIT + 1
 _M = NODES
 #: Parameter order of the Op's first inputs and of its gradient's outputs.
 PARAMS = ("ka", "cl", "v", "emax", "ec50", "mtt", "lifespan", "plt0")
-#: Below this x the Taylor series replaces (1 - e^{-x})/x and its derivative
-#: (the closed form of the derivative loses ~1e-16/x^2 to cancellation).
-_SERIES_BELOW = 0.02
 
 
 # ================================================================= scalar pieces
-@numba.njit(cache=True)
-def _psi(x):
-    """((1 - e^{-x})/x, its derivative) for x >= 0, exact to rounding."""
-    if x < _SERIES_BELOW:
-        value = 1.0 - x * (1.0 / 2 - x * (1.0 / 6 - x * (1.0 / 24 - x * (1.0 / 120 - x * (1.0 / 720 - x / 5040)))))
-        slope = -1.0 / 2 + x * (1.0 / 3 - x * (1.0 / 8 - x * (1.0 / 30 - x * (1.0 / 144 - x / 840))))
-        return value, slope
-    em = -math.expm1(-x)
-    return em / x, (x * (1.0 - em) - em) / (x * x)  # e^{-x} = 1 - em: one transcendental call
-
-
-@numba.njit(cache=True)
-def _bateman(tau, ka, k):
-    """Central amount ``tau`` h after a unit depot dose, B = ka (e^{-k tau} - e^{-ka tau})/(ka - k),
-    and its derivatives (dB/dka, dB/dk).  Stable at ka == k and for either order."""
-    # D = (e^{-k tau} - e^{-ka tau})/(ka - k) is symmetric in (ka, k): write it with lo <= hi.
-    lo, hi = (k, ka) if k <= ka else (ka, k)
-    x = (hi - lo) * tau
-    p, dp = _psi(x)
-    base = tau * math.exp(-lo * tau)
-    d = base * p
-    d_lo = -tau * d - base * dp * tau
-    d_hi = base * dp * tau
-    d_ka, d_k = (d_hi, d_lo) if k <= ka else (d_lo, d_hi)
-    return ka * d, d + ka * d_ka, ka * d_k
-
-
 @numba.njit(cache=True)
 def _erlang(n, ktr, tau, out, d_ktr):
     """Erlang terms e^{-ktr tau} (ktr tau)^i / i! for i < n into ``out`` and
@@ -413,8 +385,9 @@ def _pytensor_ops():
 
 _OPS = None
 #: Salt of PyTensor's numba cache key: its key is otherwise only the Op's props, and a
-#: cached wrapper from an earlier version of these kernels would be reused.
-_SOURCE_VERSION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:15], 16)
+#: cached wrapper from an earlier version of these kernels (here or in pk_op) would be reused.
+_SOURCE_VERSION = int(hashlib.sha256(Path(__file__).read_bytes() + Path(pk_op.__file__).read_bytes())
+                      .hexdigest()[:15], 16)
 
 
 def platelet_op(n_transit: int, h: float, conc_scale: float):

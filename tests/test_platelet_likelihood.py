@@ -117,6 +117,6 @@ def test_adjoint_equals_automatic_gradient_at_ka_equal_k(study):
     auto = pytensor.function(inputs, pt.grad((predict_platelets(pt, *inputs, grid=grid) * weights).sum(), inputs))
     expected = np.array(auto(*values))
     constants = grid_constants(grid)
-    _, states = platelet_forward(values, *constants, 4, grid.h, 1000.0)
-    got = platelet_vjp(values, *constants, 4, grid.h, 1000.0, states, weights)
+    _, states, tables = platelet_forward(values, *constants, 4, grid.h, 1000.0)
+    got = platelet_vjp(values, *constants, 4, grid.h, 1000.0, states, tables, weights)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

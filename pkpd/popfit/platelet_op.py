@@ -135,12 +135,14 @@ def _node_pk(ka, k, tau, ek, bq):
 
 @numba.njit(cache=True, fastmath=True)
 def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale):
-    """Platelets (10^9/L) at the observations, and the states (S, J, 2 + N) that
-    :func:`platelet_vjp` reuses.  ``params`` (8, S) in :data:`PARAMS` order."""
+    """Platelets (10^9/L) at the observations, and what :func:`platelet_vjp` reuses:
+    the states (S, J, 2 + N) and the node PK tables (S, 4, 2, m) of :func:`_node_pk`.
+    ``params`` (8, S) in :data:`PARAMS` order."""
     S, J = dose.shape
     N, m = _N, _M  # compile-time sizes: LLVM unrolls and vectorises the small loops
     states = np.empty((S, J, 2 + N))  # ag, ac, x[0..n]
-    ek, bq = np.empty((2, m)), np.empty((3, 2, m))
+    tables = np.empty((S, 4, 2, m))  # e^{-k tau}, B, dB/dka, dB/dk at the nodes
+    ek, bq = np.empty((2, m)), np.empty((3, 2, m))  # contiguous copies for the hot loop
     effect = np.empty(m)
     x, x_new = np.empty(N), np.empty(N)
     phi, w = _chain(n, n / params[5, 0], 1.0 / params[6, 0], h, lags, coef, gz, gw)
@@ -154,6 +156,7 @@ def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coe
         factor = conc_scale / v
         a, b, c = math.exp(-ka * h), _bateman(h, ka, k)[0], math.exp(-k * h)
         _node_pk(ka, k, tau, ek, bq)
+        tables[s, 0], tables[s, 1:] = ek, bq
         g_prev = c_prev = 0.0
         x[:] = 0.0
         for j in range(J):
@@ -181,14 +184,14 @@ def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coe
         s, k = obs_subject[i], obs_step[i]
         d = states[s, k - 1, 2 + n] if k >= 1 else 0.0
         pred[i] = params[7, s] * (1.0 + d / params[6, s])
-    return pred, states
+    return pred, states, tables
 
 
 @numba.njit(cache=True, fastmath=True)
 def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale, states,
-                 g_pred):
+                 tables, g_pred):
     """Gradient (8, S) of ``sum_i g_pred[i] PLT_i`` with respect to ``params``, from the
-    ``states`` of :func:`platelet_forward` at the same ``params``."""
+    ``states`` and ``tables`` of :func:`platelet_forward` at the same ``params``."""
     S, J = dose.shape
     N, m = _N, _M  # compile-time sizes: LLVM unrolls and vectorises the small loops
     grad = np.zeros((8, S))
@@ -219,7 +222,7 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
             phi, w = _chain(n, ktr, kdeg, h, lags, coef, gz, gw)
         a, c = math.exp(-ka * h), math.exp(-k * h)
         b, b_ka, b_k = _bateman(h, ka, k)
-        _node_pk(ka, k, tau, ek, bq)
+        ek[:], bq[:] = tables[s, 0], tables[s, 1:]
         phi_bar[:] = 0.0
         w_bar[:] = 0.0
         lam[:] = 0.0
@@ -330,34 +333,36 @@ def _pytensor_ops():
             self.n_transit, self.h, self.conc_scale = int(n_transit), float(h), float(conc_scale)
 
     class PlateletOp(_KernelOp):
-        """``PlateletOp(n, h, scale)(params (8, S), *grid constants)`` -> (PLT (n_obs,), states (S, J, 2 + N))."""
+        """``PlateletOp(n, h, scale)(params (8, S), *grid constants)`` -> (PLT (n_obs,), states (S, J, 2 + N),
+        node PK tables (S, 4, 2, m))."""
 
         def make_node(self, params, *constants):
             inputs = [pt.as_tensor_variable(params), *map(pt.as_tensor_variable, constants)]
-            return Apply(self, inputs, [pt.dvector(), pt.dtensor3()])
+            return Apply(self, inputs, [pt.dvector(), pt.dtensor3(), pt.dtensor4()])
 
         def perform(self, node, inputs, outputs):
-            pred, states = platelet_forward(*inputs, self.n_transit, self.h, self.conc_scale)
-            outputs[0][0], outputs[1][0] = pred, states
+            for out, value in zip(outputs, platelet_forward(*inputs, self.n_transit, self.h, self.conc_scale)):
+                out[0] = value
 
         def connection_pattern(self, node):
-            return [[True, True]] + [[False, False]] * (len(node.inputs) - 1)
+            return [[True, True, True]] + [[False, False, False]] * (len(node.inputs) - 1)
 
         def L_op(self, inputs, outputs, output_grads):
-            # the states are an internal hand-over to the reverse pass: not differentiated
-            grad = PlateletVJPOp(self.n_transit, self.h, self.conc_scale)(*inputs, outputs[1], output_grads[0])
+            # states and tables are an internal hand-over to the reverse pass: not differentiated
+            grad = PlateletVJPOp(self.n_transit, self.h, self.conc_scale)(*inputs, outputs[1], outputs[2],
+                                                                          output_grads[0])
             return [grad] + [DisconnectedType()() for _ in inputs[1:]]
 
     class PlateletVJPOp(_KernelOp):
-        """Gradient (8, S) of ``sum_i g_i PLT_i``: ``PlateletVJPOp(...)(params, *constants, states, g)``."""
+        """Gradient (8, S) of ``sum_i g_i PLT_i``: ``PlateletVJPOp(...)(params, *constants, states, tables, g)``."""
 
         def make_node(self, *inputs):
             inputs = list(map(pt.as_tensor_variable, inputs))
             return Apply(self, inputs, [pt.dmatrix()])
 
         def perform(self, node, inputs, outputs):
-            *args, states, g = inputs
-            outputs[0][0] = platelet_vjp(*args, self.n_transit, self.h, self.conc_scale, states, g)
+            *args, states, tables, g = inputs
+            outputs[0][0] = platelet_vjp(*args, self.n_transit, self.h, self.conc_scale, states, tables, g)
 
     @register_funcify_default_op_cache_key(PlateletOp)
     def _numba_forward(op, node=None, **kwargs):
@@ -374,9 +379,9 @@ def _pytensor_ops():
         n, h, scale = op.n_transit, op.h, op.conc_scale
 
         @numba_njit
-        def vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, states, g):
+        def vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, states, tables, g):
             return platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, scale,
-                                states, g)
+                                states, tables, g)
 
         return vjp, _SOURCE_VERSION
 

@@ -35,6 +35,7 @@ import math
 from pathlib import Path
 
 import numba
+import numba.extending
 import numpy as np
 
 from ..pd import gauss_legendre
@@ -50,6 +51,19 @@ _N = N_TRANSIT + 1
 _M = NODES
 #: Parameter order of the Op's first inputs and of its gradient's outputs.
 PARAMS = ("ka", "cl", "v", "emax", "ec50", "mtt", "lifespan", "plt0")
+
+
+@numba.extending.intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` with one rounding (LLVM's fma).  An explicit instruction, unlike
+    fast-math contraction, which LLVM may apply differently to a function's separately
+    compiled and inlined copies -- and a seed must give the same draws in every process."""
+    sig = numba.types.float64(numba.types.float64, numba.types.float64, numba.types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
 
 
 # ================================================================= scalar pieces
@@ -133,7 +147,7 @@ def _node_pk(ka, k, tau, ek, bq):
             bq[0, t, q], bq[1, t, q], bq[2, t, q] = _bateman(tau[t, q], ka, k)
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True)
 def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale):
     """Platelets (10^9/L) at the observations, and what :func:`platelet_vjp` reuses:
     the states (S, J, 2 + N) and the node PK tables (S, 4, 2, m) of :func:`_node_pk`.
@@ -170,9 +184,9 @@ def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coe
             for r in range(N):
                 acc = 0.0
                 for cc in range(N):  # full rows (zeros above the diagonal): a fixed trip count vectorises
-                    acc += phi0[r, cc] * x[cc]
+                    acc = _fma(phi0[r, cc], x[cc], acc)
                 for q in range(m):
-                    acc += w0[t, r, q] * effect[q]
+                    acc = _fma(w0[t, r, q], effect[q], acc)
                 x_new[r] = acc
             st = states[s, j]
             st[0], st[1] = ag, ac
@@ -187,7 +201,7 @@ def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coe
     return pred, states, tables
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True)
 def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw, n, h, conc_scale, states,
                  tables, g_pred):
     """Gradient (8, S) of ``sum_i g_pred[i] PLT_i`` with respect to ``params``, from the
@@ -239,12 +253,12 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
             for q in range(m):
                 e_bar = 0.0
                 for r in range(N):
-                    e_bar += w[0, t, r, q] * lam[r]
+                    e_bar = _fma(w[0, t, r, q], lam[r], e_bar)
                 conc = factor * (ac * ek[t, q] + ag * bq[0, t, q])
                 inv = 1.0 / (ec50 + conc)
                 ratio = conc * inv
                 for r in range(N):
-                    w_bar[t, r, q] += lam[r] * emax * ratio
+                    w_bar[t, r, q] = _fma(lam[r], emax * ratio, w_bar[t, r, q])
                 emax_bar += e_bar * ratio
                 ec50_bar -= e_bar * emax * ratio * inv
                 conc_bar = e_bar * emax * ec50 * inv * inv
@@ -257,11 +271,11 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
             if j > 0:
                 for r in range(N):
                     for cc in range(N):
-                        phi_bar[r, cc] += lam[r] * states[s, j - 1, 2 + cc]
+                        phi_bar[r, cc] = _fma(lam[r], states[s, j - 1, 2 + cc], phi_bar[r, cc])
                 for cc in range(N):
                     acc = 0.0
                     for r in range(N):
-                        acc += phi[0, r, cc] * lam[r]
+                        acc = _fma(phi[0, r, cc], lam[r], acc)
                     lam_prev[cc] = acc
                 lam[:] = lam_prev
                 # ag_j = a ag_{j-1} + dose_j ; ac_j = b ag_{j-1} + c ac_{j-1}

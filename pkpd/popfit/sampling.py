@@ -337,6 +337,32 @@ def fit(
     return idata
 
 
+def _compile_nutpie(pymc_model, init: str = "support_point"):
+    """The nutpie (numba) sampler model of ``pymc_model``, its log density compiled
+    without fast-math, so that a seed gives the same draws in every process.
+
+    With fast-math (PyTensor's default ``numba__fastmath``) the compiled code
+    depends on the process's history, not only on the graph: numba links a
+    copy of every called function into the caller and re-optimises it there,
+    and a call binds to whichever definition of that symbol the process loaded
+    first -- the separately compiled callee when the graph is compiled in this
+    process (first fit of a data set), the caller's own copy when the function
+    comes from PyTensor's on-disk cache (later fits).  Under fast-math the two
+    may round differently (reassociated sums, reciprocals), which changes the
+    log density in the last bits and, over a few hundred NUTS steps, the draws.
+    IEEE arithmetic makes every copy round alike; it costs ~2% per gradient.
+    (Custom Ops' numba kernels must likewise be compiled without ``fastmath``.)
+    """
+    import nutpie
+    import pytensor
+
+    with warnings.catch_warnings(), pytensor.config.change_flags(numba__fastmath=False):
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        # PyTensor's C backend (used only for the initial points) complains about BLAS; irrelevant here.
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*", category=UserWarning)
+        return nutpie.compile_pymc_model(pymc_model, backend="numba", default_initialization_strategy=init)
+
+
 def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init):
     import nutpie
 
@@ -347,13 +373,7 @@ def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progr
         if verbose:
             print("pkpd.fit: compiling the model with nutpie (numba; ~5-10 s, ~30 s on a fresh numba cache)...",
                   flush=True)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            # PyTensor's C backend (used only for the initial points) complains about BLAS; irrelevant here.
-            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*", category=UserWarning)
-            compiled = nutpie.compile_pymc_model(
-                built.pymc_model, backend="numba", default_initialization_strategy=init,
-            )
+        compiled = _compile_nutpie(built.pymc_model, init)
         built.compiled[key] = compiled
     t_compile = time.perf_counter() - t0
     if verbose:

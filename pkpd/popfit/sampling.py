@@ -240,7 +240,7 @@ def fit(
     model : :class:`PopPKModel` (e.g. :func:`~pkpd.popfit.theophylline_model`), or a
         :class:`BuiltModel` from :func:`~pkpd.popfit.build_model` or an earlier fit:
         it carries its data (``data`` is then ignored, pass None) and its
-        compiled sampler, so refitting skips the ~8 s compilation.
+        compiled sampler, so refitting skips the compilation (8-30 s).
     data : :class:`pkpd.nonmem.Dataset` (or flattened :class:`FitData`); its DV
         unit must be the model's ``conc_unit``.
     draws, tune, chains : kept draws and warm-up iterations per chain, number of chains.
@@ -371,8 +371,8 @@ def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progr
     compiled = built.compiled.get(key)
     if compiled is None:
         if verbose:
-            print("pkpd.fit: compiling the model with nutpie (numba; ~5-10 s, ~30 s on a fresh numba cache)...",
-                  flush=True)
+            print("pkpd.fit: compiling the model with nutpie (numba; 8-30 s, up to a minute on a machine's "
+                  "first fit)...", flush=True)
         compiled = _compile_nutpie(built.pymc_model, init)
         built.compiled[key] = compiled
     t_compile = time.perf_counter() - t0

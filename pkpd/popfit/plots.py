@@ -32,7 +32,7 @@ import pandas as pd
 from ..checks import PKPDInputError
 from .design import dose_design
 from .model import BuiltModel, individual_params, prepare, residual_sd
-from .sampling import _sigmas, posterior_individual_params, predict_draws
+from .sampling import posterior_individual_params, predict_draws
 
 
 def _plt():

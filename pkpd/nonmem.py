@@ -371,7 +371,7 @@ class _Table:
         for col in [c for c in UNDERSTOOD_COLUMNS if c in df.columns and c != "ID"]:
             numeric = pd.to_numeric(df[col], errors="coerce")
             self.fail(numeric.isna() & df[col].notna(), col, "it is not a number",
-                      f"Use a number, or '.' / an empty cell for missing.")
+                      "Use a number, or '.' / an empty cell for missing.")
             df[col] = numeric.astype(float)
 
         # ---- ID and TIME

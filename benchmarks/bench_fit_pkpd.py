@@ -152,8 +152,10 @@ def profile(args) -> None:
         point = m.initial_point()
         values = [point[v.name] for v in inputs]
         t0 = time.perf_counter()
-        f = pytensor.function(inputs, outputs, mode="NUMBA")
-        f(*values)
+        # as pkpd.fit compiles (sampling._compile_nutpie): without fast-math, which makes draws depend on the cache
+        with pytensor.config.change_flags(numba__fastmath=False):
+            f = pytensor.function(inputs, outputs, mode="NUMBA")
+            f(*values)
         t_compile = time.perf_counter() - t0
         n = 300
         t0 = time.perf_counter()

@@ -326,9 +326,9 @@ class ScenarioResult:
 
         lines = []
         for _, r in t.iterrows():
-            if r["endpoint"] == "peak_rise_pct":
-                est = f"{r['estimate']:7.1f}%  [{r['trial_low']:.1f}, {r['trial_high']:.1f}]"
-                rep = f"[{r['replicate_low']:.1f}, {r['replicate_high']:.1f}]" if reps > 1 else ""
+            if r["endpoint"] == "peak_rise_pct":  # already in percent
+                est = f"{_pct1(r['estimate']):>7s}  [{_pct1(r['trial_low'])}, {_pct1(r['trial_high'])}]"
+                rep = f"[{_pct1(r['replicate_low'])}, {_pct1(r['replicate_high'])}]" if reps > 1 else ""
             else:
                 est = f"{pct(r['estimate'])}  [{pct(r['trial_low']).strip()}, {pct(r['trial_high']).strip()}]"
                 rep = f"[{pct(r['replicate_low']).strip()}, {pct(r['replicate_high']).strip()}]" if reps > 1 else ""
@@ -397,3 +397,8 @@ def run_scenario(path, out=None, seed=None, replicates: int | None = None, progr
     if save:
         result.save(out)
     return result
+
+
+def _pct1(x: float) -> str:
+    """A value already in percent, one decimal, with no "-0.0%" for a tiny negative."""
+    return f"{round(float(x), 1) + 0.0:.1f}%"

@@ -143,6 +143,10 @@ def test_replicates_override(tmp_path):
     rise = e[e["endpoint"] == "peak_rise_pct"].set_index("arm")["estimate"]
     assert rise["placebo"] == pytest.approx(0, abs=1e-6)
     assert 0 < rise["2.5 mg x10 d"] < rise["5 mg x10 d"] < rise["7.5 mg x10 d"]
+    # the text table gives the peak rise and its intervals in percent, and no "-0.0%" for placebo
+    rows = [line for line in res.comparison().splitlines() if "peak_rise_pct" in line]
+    assert len(rows) == 4 and all(line.count("%") == 5 for line in rows), rows
+    assert "-0.0" not in "".join(rows)
 
 
 def test_cli_errors_exit_2_with_the_message(tmp_path, capsys):

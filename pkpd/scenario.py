@@ -321,17 +321,16 @@ class ScenarioResult:
         t = self.endpoints
         reps = self.result.replicates
 
-        def pct(x):
-            return "" if pd.isna(x) else f"{100 * x:5.1f}%"
+        def pct(x, factor=100.0):
+            """``factor x`` as "12.3%" ("" for NaN); rounded first so a tiny negative is not "-0.0%"."""
+            return "" if pd.isna(x) else f"{round(factor * x, 1) + 0.0:5.1f}%"
 
         lines = []
         for _, r in t.iterrows():
-            if r["endpoint"] == "peak_rise_pct":  # already in percent
-                est = f"{_pct1(r['estimate']):>7s}  [{_pct1(r['trial_low'])}, {_pct1(r['trial_high'])}]"
-                rep = f"[{_pct1(r['replicate_low'])}, {_pct1(r['replicate_high'])}]" if reps > 1 else ""
-            else:
-                est = f"{pct(r['estimate'])}  [{pct(r['trial_low']).strip()}, {pct(r['trial_high']).strip()}]"
-                rep = f"[{pct(r['replicate_low']).strip()}, {pct(r['replicate_high']).strip()}]" if reps > 1 else ""
+            f = 1.0 if r["endpoint"] == "peak_rise_pct" else 100.0  # the peak rise is already in percent
+            est = f"{pct(r['estimate'], f)}  [{pct(r['trial_low'], f).strip()}, {pct(r['trial_high'], f).strip()}]"
+            rep = (f"[{pct(r['replicate_low'], f).strip()}, {pct(r['replicate_high'], f).strip()}]"
+                   if reps > 1 else "")
             pub = ""
             if pd.notna(r["published_rate"]):
                 k = round(r["published_rate"] * r["published_n"])
@@ -397,8 +396,3 @@ def run_scenario(path, out=None, seed=None, replicates: int | None = None, progr
     if save:
         result.save(out)
     return result
-
-
-def _pct1(x: float) -> str:
-    """A value already in percent, one decimal, with no "-0.0%" for a tiny negative."""
-    return f"{round(float(x), 1) + 0.0:.1f}%"

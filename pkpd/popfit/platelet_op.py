@@ -417,6 +417,12 @@ def platelet_op(n_transit: int, h: float, conc_scale: float):
     return _OPS[0](n_transit, h, conc_scale)
 
 
+def _compiled_for(n_transit: int, grid: PlateletGrid) -> bool:
+    """Whether the kernels' compile-time sizes (:data:`N_TRANSIT` compartments,
+    :data:`_M` nodes per step) fit; other sizes use the tensor expression."""
+    return n_transit == N_TRANSIT and grid.nodes.size == _M
+
+
 def predict_platelets_kernel(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: PlateletGrid,
                              n_transit: int = 4, conc_scale: float = 1000.0) -> np.ndarray:
     """NumPy front end of the forward kernel, for posterior draws: parameters of
@@ -427,7 +433,7 @@ def predict_platelets_kernel(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: P
     lead, n_sub = values[0].shape[:-1], values[0].shape[-1]
     params = np.ascontiguousarray(np.stack([x.reshape(-1, n_sub) for x in values], axis=1))  # (draws, 8, S)
     out = np.empty((params.shape[0], grid.obs_subject.size))
-    if n_transit == N_TRANSIT and grid.nodes.size == _M:
+    if _compiled_for(n_transit, grid):
         constants = grid_constants(grid)
         for d in range(params.shape[0]):
             out[d] = platelet_forward(params[d], *constants, n_transit, grid.h, conc_scale)[0]
@@ -442,7 +448,7 @@ def predict_platelets_tensor(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: P
     """PyTensor front end: the same call as ``predict_platelets(pt, ...)``, one Op node."""
     import pytensor.tensor as pt
 
-    if n_transit != N_TRANSIT or grid.nodes.size != _M:  # the kernels' compile-time sizes
+    if not _compiled_for(n_transit, grid):
         return predict_platelets(pt, ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid, n_transit, conc_scale)
     params = pt.stack([pt.as_tensor_variable(p).astype("float64") for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)])
     constants = [pt.constant(c) for c in grid_constants(grid)]

@@ -66,15 +66,16 @@ def _fast_math_kernels() -> list:
     that are compiled with fast-math."""
     from numba.core.dispatcher import Dispatcher
 
-    from pkpd.popfit import pk_op, platelet_op
+    from pkpd.popfit import density, pk_op, platelet_op
 
-    return sorted(f"{module.__name__}.{name}" for module in (pk_op, platelet_op)
+    return sorted(f"{module.__name__}.{name}" for module in (pk_op, platelet_op, density)
                   for name, f in vars(module).items()
                   if isinstance(f, Dispatcher) and f.targetoptions.get("fastmath"))
 
 
 def test_op_kernels_are_compiled_without_fast_math():
-    """The kernels the log density calls must be IEEE arithmetic too: numba links a copy
+    """The kernels the log density calls (and pkpd's compiled density,
+    :mod:`pkpd.popfit.density`) must be IEEE arithmetic too: numba links a copy
     of each into the compiled graph, and under fast-math that copy and the kernel
     compiled on its own may round differently (measured: the joint PK/PD model's
     gradient moved by ~1e-13 between a fresh compile and PyTensor's cache, and the

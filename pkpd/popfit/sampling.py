@@ -232,6 +232,7 @@ def fit(
     progress: bool = True,
     verbose: bool = True,
     check_units: bool = True,
+    density: str = "auto",
 ):
     """Fit a population PK model by NUTS and return an ``arviz.InferenceData``.
 
@@ -260,6 +261,13 @@ def fit(
         in a minor mode).  Use ``"prior"`` to check a model for several modes.
     progress : show the sampler's progress bar.  verbose : print timings,
         the parameter table and diagnostics.
+    density : how nutpie evaluates the log density.  ``"auto"`` (default):
+        pkpd's hand-written, precompiled numba density
+        (:mod:`pkpd.popfit.density`; the same density, nothing to compile per
+        model) when it covers the model, else the PyTensor graph of the PyMC
+        model compiled with numba (correlated IIV, steady-state doses, custom
+        endpoints).  ``"pytensor"`` always uses the graph; ``"compiled"``
+        requires pkpd's density and raises if the model is not covered.
 
     Returns ``arviz.InferenceData`` (groups described in the module docs);
     ``idata.attrs`` holds timings (s), sampler, cores, chains, draws, tune, seed.
@@ -272,6 +280,8 @@ def fit(
         raise PKPDInputError(f"sampler must be 'nutpie' or 'pymc'; got {sampler!r}.")
     if init not in ("prior", "support_point"):
         raise PKPDInputError(f"init must be 'prior' or 'support_point'; got {init!r}.")
+    if density not in ("auto", "compiled", "pytensor"):
+        raise PKPDInputError(f"density must be 'auto', 'compiled' or 'pytensor'; got {density!r}.")
     if not 0 < target_accept < 1:
         raise PKPDInputError(f"target_accept must be in (0, 1), e.g. 0.8; got {target_accept!r}.")
     if seed is None:
@@ -298,12 +308,12 @@ def fit(
             f"{block.n_blq} BLQ){note}", flush=True,
         )
 
-    used = sampler
+    used, used_density = sampler, "pytensor"
     idata = None
     if sampler == "nutpie":
         try:
-            idata, t_compile, t_sample = _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept,
-                                                        progress, verbose, init)
+            idata, t_compile, t_sample, used_density = _sample_nutpie(
+                built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init, density)
             timings["compile_s"], timings["sampling_s"] = t_compile, t_sample
         except ImportError as exc:  # nutpie or numba missing
             warnings.warn(f"nutpie unavailable ({exc}); falling back to PyMC's NUTS.", RuntimeWarning, stacklevel=2)
@@ -321,7 +331,7 @@ def fit(
     idata.attrs.update({
         "sampler": used, "chains": int(chains), "draws": int(draws), "tune": int(tune), "cores": cores,
         "seed": seed, "target_accept": float(target_accept), "init": init, "model": spec.name,
-        **{k: round(v, 3) for k, v in timings.items()},
+        "density": used_density, **{k: round(v, 3) for k, v in timings.items()},
     })
 
     diag = diagnose(idata, var_names=built.free_param_names)
@@ -363,16 +373,40 @@ def _compile_nutpie(pymc_model, init: str = "support_point"):
         return nutpie.compile_pymc_model(pymc_model, backend="numba", default_initialization_strategy=init)
 
 
-def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init):
+def _density_kind(built, density: str) -> str:
+    """``"compiled"`` (pkpd's numba density) or ``"pytensor"``, as ``density`` asks and the model allows."""
+    from .density import supports
+
+    if density == "pytensor":
+        return "pytensor"
+    reason = supports(built)
+    if reason is None:
+        return "compiled"
+    if density == "compiled":
+        raise PKPDInputError(f"density='compiled' does not cover this model ({reason}); use density='auto' or "
+                             f"'pytensor'.")
+    return "pytensor"
+
+
+def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init, density):
     import nutpie
 
-    key = ("nutpie", init)
+    kind = _density_kind(built, density)
+    key = ("nutpie", init, kind)
     t0 = time.perf_counter()
     compiled = built.compiled.get(key)
-    if compiled is None:
+    if compiled is None and kind == "compiled":
         if verbose:
-            print("pkpd.fit: compiling the model with nutpie (numba; 8-30 s, up to a minute on a machine's "
-                  "first fit)...", flush=True)
+            print("pkpd.fit: loading pkpd's compiled log density (numba; compiled once per machine, ~20 s the "
+                  "first time)...", flush=True)
+        from .density import CompiledDensity
+
+        compiled = CompiledDensity.of(built).nutpie_model(init)
+        built.compiled[key] = compiled
+    elif compiled is None:
+        if verbose:
+            print("pkpd.fit: compiling the model's PyTensor graph with nutpie (numba; 8-30 s, up to a minute on "
+                  "a machine's first fit)...", flush=True)
         compiled = _compile_nutpie(built.pymc_model, init)
         built.compiled[key] = compiled
     t_compile = time.perf_counter() - t0
@@ -386,7 +420,7 @@ def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progr
     )
     t_sample = time.perf_counter() - t0
     _drop_transformed(idata)
-    return idata, t_compile, t_sample
+    return idata, t_compile, t_sample, kind
 
 
 def _sample_pymc(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init):

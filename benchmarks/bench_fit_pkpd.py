@@ -25,6 +25,12 @@ Each fit runs in a fresh Python process:
   a repeat of the same benchmark hits the cache.
 * ``cold``: empty temporary caches (the first fit ever on a machine).
 
+``--density``: ``compiled`` (default) is what ``pkpd.fit`` uses, pkpd's
+hand-written, disk-cached numba log density (:mod:`pkpd.popfit.density`);
+``pytensor`` is the baseline, the PyMC model's PyTensor graph compiled by
+nutpie with numba (``pkpd.fit(..., density="pytensor")``); ``both`` runs the
+two and prints the ratio (the baseline costs ~2 min per cold fit).
+
 Prints compile time, sampling time, total, divergences, max R-hat, min bulk
 ESS of the population parameters and of the etas, ESS per second of
 sampling, leapfrog steps per draw and the cost of one log-density gradient
@@ -35,7 +41,8 @@ expression with PyTensor's automatic gradient, and of the PK part alone.
 
 Target (issue 5): under 120 s in total with min bulk ESS >= 400 and no divergences.
 
-    python benchmarks/bench_fit_pkpd.py [--mode warm|cold|both] [--model both|full|no-emax-iiv] [--profile]
+    python benchmarks/bench_fit_pkpd.py [--mode warm|cold|both] [--model both|full|no-emax-iiv]
+                                        [--density compiled|pytensor|both] [--profile]
                                         [--draws 1000] [--tune 500] [--chains 4]
 """
 
@@ -46,7 +53,7 @@ import json
 import sys
 import time
 
-from fit_child import cache_modes, machine_line, run_child
+from fit_child import cache_modes, densities, machine_line, print_ratios, run_child
 
 T_START = time.perf_counter()
 
@@ -92,7 +99,7 @@ def child(args) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         idata = pkpd.fit(built, None, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                         progress=False, verbose=False)
+                         progress=False, verbose=False, density=args.density)
     diag = diagnose(idata, var_names=built.free_param_names)
     a = idata.attrs
     steps = float(idata.sample_stats["n_steps"].sum())
@@ -174,6 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("both", "cold", "warm"), default="warm")
     parser.add_argument("--model", choices=("both",) + MODELS, default="both")
+    parser.add_argument("--density", choices=("both", "compiled", "pytensor"), default="compiled")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=4)
@@ -195,31 +203,32 @@ def main() -> None:
     results = {}
     models = MODELS if args.model == "both" else (args.model,)
     for model in models:
-        child_args = ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains),
-                      "--seed", str(args.seed), "--model", model]
-        for mode, env in cache_modes(args.mode):
-            label = f"{mode} {model}"
-            results[label], stderr = run_child(__file__, label, child_args, env)
-            print("\n".join(l for l in stderr.splitlines() if "BLAS" not in l and "pytensor" not in l.lower()),
-                  flush=True)  # the child's diagnostics table
+        for density in densities(args.density):
+            child_args = ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains),
+                          "--seed", str(args.seed), "--model", model, "--density", density]
+            for mode, env in cache_modes(args.mode):
+                label = f"{mode} {model} {density}"
+                results[label], stderr = run_child(__file__, label, child_args, env)
+                print("\n".join(l for l in stderr.splitlines() if "BLAS" not in l and "pytensor" not in l.lower()),
+                      flush=True)  # the child's diagnostics table
 
-    rows = [("build PyMC model", "build_s", "s"), ("compile (nutpie numba)", "compile_s", "s"),
+    rows = [("build PyMC model", "build_s", "s"), ("compile / load the log density", "compile_s", "s"),
             ("sampling", "sampling_s", "s"), ("post-processing (IPRED/PRED, log-lik.)", "postprocess_s", "s"),
             ("total (build + pkpd.fit)", "fit_total_s", "s"), ("process wall time incl. imports", "process_wall_s", "s")]
     print()
-    print(f"{'':44s}" + "".join(f"{m:>20s}" for m in results))
+    print(f"{'':44s}" + "".join(f"{m:>30s}" for m in results))
     for label, key, unit in rows:
-        print(f"{label:44s}" + "".join(f"{r[key]:>19.1f}{unit}" for r in results.values()))
-    for label, key, fmt in (("divergences", "divergences", "{:>20d}"), ("max R-hat", "max_rhat", "{:>20.4f}"),
-                            ("min bulk ESS (population params)", "min_ess_bulk_pop", "{:>20.0f}"),
-                            ("  lowest", "worst_pop_param", "{:>20s}"),
-                            ("min bulk ESS (etas)", "min_ess_bulk_eta", "{:>20.0f}"),
-                            ("mean leapfrog steps per draw", "n_steps_mean", "{:>20.1f}"),
-                            ("max tree depth", "max_depth", "{:>20d}"),
-                            ("ms per log-density gradient", "grad_ms", "{:>20.2f}")):
+        print(f"{label:44s}" + "".join(f"{r[key]:>29.1f}{unit}" for r in results.values()))
+    for label, key, fmt in (("divergences", "divergences", "{:>30d}"), ("max R-hat", "max_rhat", "{:>30.4f}"),
+                            ("min bulk ESS (population params)", "min_ess_bulk_pop", "{:>30.0f}"),
+                            ("  lowest", "worst_pop_param", "{:>30s}"),
+                            ("min bulk ESS (etas)", "min_ess_bulk_eta", "{:>30.0f}"),
+                            ("mean leapfrog steps per draw", "n_steps_mean", "{:>30.1f}"),
+                            ("max tree depth", "max_depth", "{:>30d}"),
+                            ("ms per log-density gradient", "grad_ms", "{:>30.2f}")):
         print(f"{label:44s}" + "".join(fmt.format(r[key]) for r in results.values()))
     print(f"{'min bulk ESS (population) / sampling s':44s}" + "".join(
-        f"{r['min_ess_bulk_pop'] / r['sampling_s']:>20.2f}" for r in results.values()))
+        f"{r['min_ess_bulk_pop'] / r['sampling_s']:>30.2f}" for r in results.values()))
     r0 = next(iter(results.values()))
     print(f"\n{r0['chains']} chains x {r0['draws']} draws after {r0['tune']} tuning on {r0['cores']} cores")
     for mode, r in results.items():
@@ -227,6 +236,7 @@ def main() -> None:
         print(f"[{mode}] {'meets' if ok else 'MISSES'} the target (< 120 s total, min bulk ESS >= 400, no divergences): "
               f"total {r['fit_total_s']:.0f} s, min bulk ESS {min(r['min_ess_bulk_pop'], r['min_ess_bulk_eta']):.0f}, "
               f"{r['divergences']} divergences")
+    print_ratios(results)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,19 @@ Each measurement runs in a fresh Python process so that imports are counted:
 * ``warm``: the same caches, filled by the cold run (every later fit of the
   same model structure).
 
+``--density``: ``compiled`` is what ``pkpd.fit`` uses (pkpd's hand-written,
+disk-cached numba log density, :mod:`pkpd.popfit.density`); ``pytensor`` is
+the baseline, the PyMC model's PyTensor graph compiled by nutpie with numba
+(``pkpd.fit(..., density="pytensor")``); ``both`` (default) runs the two, each
+cold with its own empty caches, and prints the ratio.
+
 Prints absolute times (s), cores, chains x draws, divergences, max R-hat, the
 smallest bulk ESS of the population parameters and ESS per second of sampling.
 The acceptance target (issue 5) is a whole fit, compilation included, under
 20 s on the 2-core machine with 4 chains x 1000 draws after 1000 tuning.
 
-    python benchmarks/bench_fit_theoph.py [--mode both|cold|warm] [--draws 1000] [--tune 1000] [--chains 4]
+    python benchmarks/bench_fit_theoph.py [--mode both|cold|warm] [--density both|compiled|pytensor]
+                                          [--draws 1000] [--tune 1000] [--chains 4]
 
 ``--mode warm`` alone uses the user's normal caches.
 """
@@ -23,7 +30,7 @@ import argparse
 import json
 import time
 
-from fit_child import cache_modes, machine_line, run_child
+from fit_child import cache_modes, densities, machine_line, print_ratios, run_child
 
 T_START = time.perf_counter()
 
@@ -48,7 +55,7 @@ def child(args) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         idata = pkpd.fit(built, None, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                         progress=False, verbose=False)
+                         progress=False, verbose=False, density=args.density)
     names = built.free_param_names
     diag = diagnose(idata, var_names=names)
     a = idata.attrs
@@ -68,6 +75,7 @@ def child(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("both", "cold", "warm"), default="both")
+    parser.add_argument("--density", choices=("both", "compiled", "pytensor"), default="both")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
@@ -79,26 +87,30 @@ def main() -> None:
         return
 
     print(machine_line())
-    child_args = ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains),
-                  "--seed", str(args.seed)]
-    results = {mode: run_child(__file__, mode, child_args, env)[0] for mode, env in cache_modes(args.mode)}
+    results = {}
+    for density in densities(args.density):
+        child_args = ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains),
+                      "--seed", str(args.seed), "--density", density]
+        for mode, env in cache_modes(args.mode):
+            label = f"{mode} {density}"
+            results[label] = run_child(__file__, label, child_args, env)[0]
 
     rows = [
         ("imports (pkpd, pymc, nutpie)", "import_s", "s"), ("build PyMC model", "build_s", "s"),
-        ("compile (nutpie numba)", "compile_s", "s"), ("sampling", "sampling_s", "s"),
+        ("compile / load the log density", "compile_s", "s"), ("sampling", "sampling_s", "s"),
         ("post-processing (IPRED, PP, loglik)", "postprocess_s", "s"), ("pkpd.fit total", "fit_total_s", "s"),
         ("process wall time incl. imports", "process_wall_s", "s"),
     ]
     print()
-    header = f"{'':40s}" + "".join(f"{m:>12s}" for m in results)
+    header = f"{'':40s}" + "".join(f"{m:>17s}" for m in results)
     print(header)
     for label, key, unit in rows:
-        print(f"{label:40s}" + "".join(f"{r[key]:>11.1f}{unit}" for r in results.values()))
-    for label, key, fmt in (("divergences", "divergences", "{:>12d}"), ("max R-hat", "max_rhat", "{:>12.4f}"),
-                            ("min bulk ESS (population params)", "min_ess_bulk", "{:>12.0f}"),
-                            ("mean leapfrog steps per draw", "n_steps_mean", "{:>12.1f}")):
+        print(f"{label:40s}" + "".join(f"{r[key]:>16.1f}{unit}" for r in results.values()))
+    for label, key, fmt in (("divergences", "divergences", "{:>17d}"), ("max R-hat", "max_rhat", "{:>17.4f}"),
+                            ("min bulk ESS (population params)", "min_ess_bulk", "{:>17.0f}"),
+                            ("mean leapfrog steps per draw", "n_steps_mean", "{:>17.1f}")):
         print(f"{label:40s}" + "".join(fmt.format(r[key]) for r in results.values()))
-    print(f"{'min bulk ESS / sampling s':40s}" + "".join(f"{r['min_ess_bulk'] / r['sampling_s']:>12.0f}"
+    print(f"{'min bulk ESS / sampling s':40s}" + "".join(f"{r['min_ess_bulk'] / r['sampling_s']:>17.0f}"
                                                          for r in results.values()))
     r0 = next(iter(results.values()))
     print(f"\n{r0['chains']} chains x {r0['draws']} draws after {r0['tune']} tuning on {r0['cores']} cores "
@@ -107,6 +119,7 @@ def main() -> None:
         verdict = "meets" if r["fit_total_s"] < 20 and r["divergences"] == 0 and r["max_rhat"] <= 1.01 else "MISSES"
         print(f"[{mode}] {verdict} the target (fit incl. compilation < 20 s, no divergences, R-hat <= 1.01): "
               f"fit {r['fit_total_s']:.1f} s, {r['process_wall_s']:.1f} s with imports")
+    print_ratios(results)
 
 
 if __name__ == "__main__":

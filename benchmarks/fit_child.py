@@ -45,3 +45,22 @@ def run_child(script: str, label: str, child_args: list[str], env: dict) -> tupl
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"[{label}] the benchmark child failed (exit {proc.returncode})")
     return json.loads(line[len("RESULT "):]), proc.stderr
+
+
+DENSITIES = ("compiled", "pytensor")
+
+
+def densities(choice: str) -> tuple:
+    """The log densities to time: pkpd's compiled one, the PyTensor graph (the baseline) or both."""
+    return DENSITIES if choice == "both" else (choice,)
+
+
+def print_ratios(results: dict, key: str = "fit_total_s") -> None:
+    """For each pair of runs that differ only in the density (labels "... compiled" /
+    "... pytensor"), print the baseline's ``key`` over ours."""
+    for label, ours in results.items():
+        if label.endswith(" compiled"):
+            base = results.get(label[: -len("compiled")] + "pytensor")
+            if base is not None:
+                print(f"[{label[: -len(' compiled')]}] PyTensor graph / compiled density, {key}: "
+                      f"{base[key]:.1f} s / {ours[key]:.1f} s = {base[key] / ours[key]:.1f}x")

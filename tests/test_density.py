@@ -14,7 +14,6 @@ and with fixed PK (sequential).
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np

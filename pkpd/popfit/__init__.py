@@ -12,6 +12,9 @@ Modules: :mod:`~pkpd.popfit.model` (model specification and PyMC builder),
 :mod:`~pkpd.popfit.pkpd_model` (joint PK + platelet model, sequential fitting),
 :mod:`~pkpd.popfit.platelets` (the platelet prediction for fitting, as a tensor expression),
 :mod:`~pkpd.popfit.platelet_op` (the same as one compiled Op with its adjoint, used in the model),
+:mod:`~pkpd.popfit.pk_op` (the concentrations as one compiled Op),
+:mod:`~pkpd.popfit.density` (the model's log density as one precompiled numba function: what
+:func:`fit` samples),
 :mod:`~pkpd.popfit.simulate_pkpd` (simulated PK/PD studies as NONMEM records).
 """
 

@@ -1,7 +1,9 @@
 """Sampling, posterior predictions and convergence diagnostics.
 
-:func:`fit` builds the model, samples it with nutpie (numba backend) -- or
-PyMC's own NUTS when nutpie is unavailable or fails -- and returns an
+:func:`fit` builds the model, samples it with nutpie -- through pkpd's
+precompiled log density (:mod:`pkpd.popfit.density`) when it covers the model,
+else the PyMC model's graph compiled with numba; PyMC's own NUTS when nutpie is
+unavailable -- and returns an
 ``arviz.InferenceData`` with the groups
 
 * ``posterior``: population parameters, etas, and per-draw predictions
@@ -241,7 +243,7 @@ def fit(
     model : :class:`PopPKModel` (e.g. :func:`~pkpd.popfit.theophylline_model`), or a
         :class:`BuiltModel` from :func:`~pkpd.popfit.build_model` or an earlier fit:
         it carries its data (``data`` is then ignored, pass None) and its
-        compiled sampler, so refitting skips the compilation (8-30 s).
+        compiled sampler, so refitting skips preparing it again.
     data : :class:`pkpd.nonmem.Dataset` (or flattened :class:`FitData`); its DV
         unit must be the model's ``conc_unit``.
     draws, tune, chains : kept draws and warm-up iterations per chain, number of chains.

@@ -128,17 +128,25 @@ def _halfnormal_log(u, scale):
 
 
 # ================================================================= priors and IIV
-@numba.njit(cache=True, error_model="numpy")
-def _population(x, table):
-    """Prior log density of the population variables and etas, the population
-    log parameters ``pop`` (P, S) (typical value and covariates) and the
-    individual ones ``log_ind`` (P, S)."""
+@numba.njit(cache=True)
+def _population_arrays(table):
+    """The table's arrays of the population part (see :data:`FIELDS`), 1-D except lcov (C, S)."""
     S = _i(table, _T_INTS)[0, 0, I_S]
     tv_pos, tv_mu, tv_sd = _i(table, _T_TV_POS)[0, 0], _f(table, _T_TV_MU)[0, 0], _f(table, _T_TV_SD)[0, 0]
     cov_param, cov_pos = _i(table, _T_COV_PARAM)[0, 0], _i(table, _T_COV_POS)[0, 0]
     cov_mu, cov_sd, lcov = _f(table, _T_COV_MU)[0, 0], _f(table, _T_COV_SD)[0, 0], _f(table, _T_LCOV)[0]
     om_pos, om_scale = _i(table, _T_OM_POS)[0, 0], _f(table, _T_OM_SCALE)[0, 0]
     centred, eta_pos = _i(table, _T_CENTRED)[0, 0], _i(table, _T_ETA_POS)[0, 0]
+    return S, tv_pos, tv_mu, tv_sd, cov_param, cov_pos, cov_mu, cov_sd, lcov, om_pos, om_scale, centred, eta_pos
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _population(x, table):
+    """Prior log density of the population variables and etas, the population
+    log parameters ``pop`` (P, S) (typical value and covariates) and the
+    individual ones ``log_ind`` (P, S)."""
+    S, tv_pos, tv_mu, tv_sd, cov_param, cov_pos, cov_mu, cov_sd, lcov, om_pos, om_scale, centred, eta_pos = \
+        _population_arrays(table)
     P = tv_pos.size
     lp = 0.0
     pop = np.empty((P, S))
@@ -179,12 +187,8 @@ def _population(x, table):
 def _population_grad(x, table, pop, g_log, grad):
     """Add to ``grad`` the gradient of the prior of :func:`_population` plus that
     of a function whose gradient in the individual log parameters is ``g_log`` (P, S)."""
-    S = _i(table, _T_INTS)[0, 0, I_S]
-    tv_pos, tv_mu, tv_sd = _i(table, _T_TV_POS)[0, 0], _f(table, _T_TV_MU)[0, 0], _f(table, _T_TV_SD)[0, 0]
-    cov_param, cov_pos = _i(table, _T_COV_PARAM)[0, 0], _i(table, _T_COV_POS)[0, 0]
-    cov_mu, cov_sd, lcov = _f(table, _T_COV_MU)[0, 0], _f(table, _T_COV_SD)[0, 0], _f(table, _T_LCOV)[0]
-    om_pos, om_scale = _i(table, _T_OM_POS)[0, 0], _f(table, _T_OM_SCALE)[0, 0]
-    centred, eta_pos = _i(table, _T_CENTRED)[0, 0], _i(table, _T_ETA_POS)[0, 0]
+    S, tv_pos, tv_mu, tv_sd, cov_param, cov_pos, cov_mu, cov_sd, lcov, om_pos, om_scale, centred, eta_pos = \
+        _population_arrays(table)
     P = tv_pos.size
     g_pop = np.zeros((P, S))
     for p in range(P):
@@ -449,6 +453,8 @@ def supports(built: BuiltModel) -> str | None:
             return f"endpoint {ep.name!r}"
         if not _compiled_for(N_TRANSIT, ep.predict.grid(built.data.blocks[ep.cmt])):
             return "a platelet grid the kernels are not compiled for"
+        if ep.predict.conc_scale != CONC_UNITS[spec.conc_unit]:
+            return "EC50 in another concentration unit than the model's"
     return None
 
 
@@ -671,8 +677,6 @@ def _platelet_arrays(built, names, ints, floats, err_pos) -> dict:
     ints[I_HAS_PLT], ints[I_PLT_NQ], ints[I_N_TRANSIT] = 1, block.n_quantified, N_TRANSIT
     ints[I_PLT_SP], ints[I_PLT_SA] = err_pos[1]
     floats[F_PLT_SP_SCALE], floats[F_PLT_SA_SCALE], floats[F_PLT_H] = ep.error.prop_scale, ep.error.add_scale, grid.h
-    if predict.conc_scale != floats[F_CONC_SCALE]:
-        raise ValueError("the platelet endpoint's concentration unit differs from the model's")
     return {"plt_rows": rows, "plt_subjects": subjects, "plt_fixed_pk": fixed_pk, "plt_dose": dose,
             "plt_mapped": mapped, "plt_obs_subject": obs_subject, "plt_obs_step": obs_step, "plt_tau": tau,
             "plt_lags": lags, "plt_coef": coef, "plt_gz": gz, "plt_gw": gw, "plt_dv": block.dv, "plt_lloq": block.lloq}

@@ -399,8 +399,8 @@ def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progr
     compiled = built.compiled.get(key)
     if compiled is None and kind == "compiled":
         if verbose:
-            print("pkpd.fit: loading pkpd's compiled log density (numba; compiled once per machine, ~20 s the "
-                  "first time)...", flush=True)
+            print("pkpd.fit: loading pkpd's compiled log density (numba compiles it once per machine: ~8 s, ~20 s "
+                  "with platelets)...", flush=True)
         from .density import CompiledDensity
 
         compiled = CompiledDensity.of(built).nutpie_model(init)

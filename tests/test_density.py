@@ -30,6 +30,7 @@ from pkpd.popfit.density import CompiledDensity, _log_ndtr, supports  # noqa: E4
 from pkpd.popfit.pkpd_model import hetrombopag_pkpd_model, sequential_pd_model  # noqa: E402
 from pkpd.popfit.simulate import PopulationTruth, simulate_study  # noqa: E402
 from pkpd.regimen import Regimen  # noqa: E402
+from studies import pkpd_records, small_blq_dataset  # noqa: E402
 
 
 def _pymc_functions(built):
@@ -76,13 +77,6 @@ def _check_against_pymc(built, seed=0, n_points=4):
     return density
 
 
-def _blq_data():
-    truth = PopulationTruth(ka=0.8, cl=5.0, v=50.0, theta={"cl": 0.75}, sigma_prop=0.1, sigma_add=0.02)
-    data, _ = simulate_study(truth, 6, Regimen.single(100.0), [0.5, 2, 6, 24, 48, 72], seed=3, conc_unit="mg/L",
-                             lloq=0.05)
-    return data
-
-
 # ================================================================ concentrations
 def test_theophylline_density_and_gradient_equal_pymc():
     _check_against_pymc(build_model(theophylline_model(), load_theophylline()))
@@ -96,7 +90,7 @@ def test_blq_centred_fixed_covariate_and_no_iiv_equal_pymc(error):
         covariates=(Covariate("cl", "WT", 70.0, 0.75, None), Covariate("v", "WT", 70.0, 1.0, 0.2)),
         error=ResidualError(error, prop_scale=0.2, add_scale=0.1), conc_unit="mg/L", ka_above_k=True,
     )
-    built = build_model(spec, _blq_data())
+    built = build_model(spec, small_blq_dataset(6))
     assert built.data.blocks[2].n_blq > 0, "the test needs BLQ rows"
     density = _check_against_pymc(built, seed=1)
     # the etas of the expanded draws are PyMC's Deterministics
@@ -120,24 +114,9 @@ def test_log_normal_cdf_matches_scipy_over_the_whole_range():
 
 
 # ================================================================ platelets
-def _pkpd_records():
-    """Three subjects, different regimens, concentrations and platelets (one pre-dose count each)."""
-    regimens = [Regimen.daily(5.0, 7), Regimen.daily(2.5, 3) + Regimen.daily(7.5, 4, start_h=72),
-                Regimen.single(7.5) + Regimen.single(7.5, 240.0)]
-    rows = []
-    for i, reg in enumerate(regimens):
-        rows.append(reg.to_records(i + 1))
-        for cmt, times, dv in ((2, [1.0, 4.0, 8.0, 24.0, 50.0][: 5 - i], 10.0), (3, [0.0, 96.0, 168.0, 336.0], 240.0)):
-            rows.append(pd.DataFrame({"ID": i + 1, "TIME": times, "AMT": 0.0, "EVID": 0, "MDV": 0, "CMT": cmt,
-                                      "DV": dv + 7.0 * np.arange(len(times)) - 5.0 * i}))
-    table = pd.concat(rows, ignore_index=True)
-    table["_o"] = (table["EVID"] != 0).astype(int)
-    return table.sort_values(["ID", "TIME", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
-
-
 @pytest.fixture(scope="module")
 def pkpd_data():
-    return read_nonmem(_pkpd_records(), dv_unit="ng/mL")
+    return read_nonmem(pkpd_records(), dv_unit="ng/mL")
 
 
 @pytest.mark.parametrize("centred_pk", [True, False])

@@ -47,6 +47,7 @@ from pkpd.popfit.simulate import PopulationTruth, simulate_study
 from pkpd.regimen import Dose, Regimen
 
 from notebooks import run_notebook
+from studies import small_blq_dataset
 
 
 # ================================================================ kernels
@@ -234,19 +235,12 @@ def test_bad_specifications_name_field_and_fix():
         fit(theophylline_model(), load_theophylline(), draws=0, seed=1)
 
 
-def _small_blq_dataset():
-    truth = PopulationTruth(ka=0.8, cl=5.0, v=50.0, theta={"cl": 0.75}, sigma_prop=0.1, sigma_add=0.02)
-    data, _ = simulate_study(truth, 3, Regimen.single(100.0), [0.5, 2, 6, 24, 48, 72], seed=3, conc_unit="mg/L",
-                             lloq=0.05)
-    return data
-
-
 def test_model_log_density_equals_scipy_term_by_term():
     """The PyMC model's log density (no Jacobian) at a point, recomputed with
     scipy densities and pkpd.pk concentrations; includes BLQ (M3) rows."""
     from pytensor.compile.mode import Mode
 
-    data = _small_blq_dataset()
+    data = small_blq_dataset()
     spec = PopPKModel(
         params=(Param("ka", 1.0, 0.7, 0.4), Param("cl", 4.0, 0.8, 0.5), Param("v", 40.0, 0.6, 0.3)),
         covariates=(Covariate("cl", "WT", 70.0, 0.75, 0.2),),

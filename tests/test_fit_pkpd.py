@@ -48,34 +48,15 @@ from pkpd.popfit.pkpd_model import (  # noqa: E402
 from pkpd.popfit.simulate_pkpd import simulate_pkpd_records  # noqa: E402
 
 from notebooks import NOTEBOOKS, run_notebook
+from studies import pkpd_records
 
 PK, PD = ("ka", "cl", "v"), ("emax", "ec50", "mtt", "lifespan", "plt0")
 
 
 # ================================================================ a small hand-made data set
-def _records():
-    """Three subjects, different regimens; platelets at 0 h (pre-dose) and later,
-    concentrations from 1 h; subject 3 has a dose at 10 days with no PK there."""
-    regimens = [Regimen.daily(5.0, 7), Regimen.daily(2.5, 3) + Regimen.daily(7.5, 4, start_h=72),
-                Regimen.single(7.5) + Regimen.single(7.5, 240.0)]
-    rows = []
-    for i, reg in enumerate(regimens):
-        sid = i + 1
-        rows.append(reg.to_records(sid))
-        conc_t = [1.0, 4.0, 8.0, 24.0, 50.0][: 5 - i]
-        plt_t = [0.0, 96.0, 168.0, 336.0, 504.0][: 5 - (i == 1)]
-        rows.append(pd.DataFrame({"ID": sid, "TIME": conc_t, "AMT": 0.0, "EVID": 0, "MDV": 0, "CMT": 2,
-                                  "DV": 10.0 + 5 * np.arange(len(conc_t))}))
-        rows.append(pd.DataFrame({"ID": sid, "TIME": plt_t, "AMT": 0.0, "EVID": 0, "MDV": 0, "CMT": 3,
-                                  "DV": 240.0 + 30 * np.arange(len(plt_t)) - 20 * i}))
-    table = pd.concat(rows, ignore_index=True)
-    table["_o"] = (table["EVID"] != 0).astype(int)
-    return table.sort_values(["ID", "TIME", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
-
-
 @pytest.fixture(scope="module")
 def small():
-    return read_nonmem(_records(), dv_unit="ng/mL")
+    return read_nonmem(pkpd_records(), dv_unit="ng/mL")
 
 
 def _scipy_logp(spec, data, point, z, fixed_pk=None):
@@ -194,7 +175,7 @@ def test_prediction_at_predose_counts_is_plt0_and_bad_doses_are_refused(small):
     subjects, regimens = block_regimens(block)
     assert list(subjects) == [0, 1, 2] and len(regimens[2]) == 2  # both 7.5 mg doses act on the 504 h count
 
-    table = _records()
+    table = pkpd_records()
     doses = pd.DataFrame({"ID": 3, "TIME": [0.0, 240.0], "AMT": 7.5, "EVID": [1, 4], "MDV": 1, "CMT": 1})
     table = pd.concat([table[~((table["ID"] == 3) & (table["EVID"] == 1))], doses], ignore_index=True)
     table = table.sort_values(["ID", "TIME", "EVID"], kind="stable")

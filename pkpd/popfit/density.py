@@ -67,6 +67,8 @@ FIELDS = (
     "plt_gz", "plt_gw", "plt_dv", "plt_lloq",
     "out_pos", "out_exp", "out_eta",  # expand: x position of each output, exp() or not; IIV rows for etas
 )
+_INT_FIELDS = {"ints", "tv_pos", "cov_param", "cov_pos", "om_pos", "centred", "eta_pos", "conc_subject", "plt_rows",
+               "plt_subjects", "plt_mapped", "plt_obs_subject", "plt_obs_step", "out_pos", "out_exp", "out_eta"}
 _T = {name: k for k, name in enumerate(FIELDS)}
 _T_INTS, _T_FLOATS = _T["ints"], _T["floats"]
 _T_TV_POS, _T_TV_MU, _T_TV_SD = _T["tv_pos"], _T["tv_mu"], _T["tv_sd"]
@@ -399,6 +401,8 @@ def _report(lp, grad, logp_ptr):
 # nutpie's log-density callbacks; ``user_data`` points to the (len(FIELDS), 4) address table.
 # A kernel may raise far out in the tails during warm-up (a parameter under- or
 # overflowing): that is reported as a non-finite density, so the step is rejected.
+# Two bodies that differ only in the kernel they call: each must name a module-level
+# kernel to stay cacheable, and a PK model must not compile the platelet code (~13 s).
 def _logp_pk_c(dim, x_ptr, grad_ptr, logp_ptr, user_data):
     table = numba.carray(user_data, (len(FIELDS), 4), np.int64)
     grad = numba.carray(grad_ptr, (dim,))
@@ -577,14 +581,6 @@ class CompiledDensity:
             at += size
         return values
 
-    def point(self, values: dict) -> np.ndarray:
-        """The unconstrained ``x`` of PyMC value variables ``{name: value}``
-        (``ka_log__``, ``eta_ka_z``, ...; as in ``pymc_model.initial_point()``)."""
-        x = np.empty(self.n_dim)
-        for name, pos, exp, _ in self.slots:
-            x[pos] = np.ravel(values[f"{name}_log__" if exp else name])
-        return x
-
     def initial_point(self, seed, init: str = "support_point") -> np.ndarray:
         """A starting point like PyMC's: the support points (LogNormal mean,
         HalfNormal scale, Normal mean, centred etas at the population value)
@@ -651,10 +647,6 @@ class CompiledDensity:
             _n_dim=self.n_dim, _shapes=dict(zip(self.names, map(tuple, self.shapes))),
             _coords={"subject": subject},
         )
-
-
-_INT_FIELDS = {"ints", "tv_pos", "cov_param", "cov_pos", "om_pos", "centred", "eta_pos", "conc_subject", "plt_rows",
-               "plt_subjects", "plt_mapped", "plt_obs_subject", "plt_obs_step", "out_pos", "out_exp", "out_eta"}
 
 
 def _platelet_arrays(built, names, ints, floats, err_pos) -> dict:

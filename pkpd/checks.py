@@ -14,6 +14,18 @@ class PKPDInputError(ValueError):
     """Bad user input: the message names the field, the value and the fix."""
 
 
+# Plausibility limits.  Inputs beyond them are refused, not computed: past them
+# a run would hang or overflow, and a value that large is almost always a unit
+# slip (minutes or days given as hours, micrograms as milligrams).
+
+#: Longest dosing or simulation horizon accepted: 20 years, in hours.  Split a
+#: longer study into consecutive runs.
+MAX_HORIZON_H = 20 * 365.25 * 24.0
+
+#: Largest single dose accepted, mg (100 g).
+MAX_DOSE_MG = 1e5
+
+
 def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
     idx = np.flatnonzero(bad.ravel())[0]
     flat = values.ravel()

@@ -131,10 +131,11 @@ def test_csv_with_dots_lowercase_names_and_blq(tmp_path):
     data = read_nonmem(path)
     s = data.subject(1)
     assert s.regimen == Regimen.single(5)
-    assert list(s.observations.columns) == ["time", "dv", "cmt", "blq", "lloq"]  # SEX is text: ignored
+    assert list(s.observations.columns) == ["time", "dv", "cmt", "blq", "lloq", "SEX"]  # text: a category
+    assert isinstance(s.observations["SEX"].dtype, pd.CategoricalDtype)
     assert s.observations["blq"].tolist() == [0, 1]
     assert np.isnan(s.observations["dv"].iloc[1])
-    assert s.covariates == {}
+    assert s.covariates == {"SEX": "F"}
     assert read_nonmem(data.to_dataframe()) == data
 
 
@@ -237,3 +238,175 @@ def test_errors_from_files_give_the_line_number(tmp_path):
         read_nonmem(tmp_path / "nope.csv")
     with pytest.raises(PKPDInputError, match="must include the depot"):
         read_nonmem(base_rows(), cmt_names={2: "central"})
+
+
+# ---------------------------------------------------------------- names one edit from a reserved name
+@pytest.mark.parametrize("reserved, typo", [
+    ("ADDL", "ADL"), ("CMT", "CMTT"), ("BLQ", "BQL"), ("EVID", "EVD"), ("AMT", "AMMT"), ("II", "I"),
+    ("SS", "SSS"), ("MDV", "MDVV"),
+])
+def test_near_miss_of_a_reserved_name_is_refused(reserved, typo):
+    df = base_rows().assign(BLQ=0).rename(columns={reserved: typo})
+    with pytest.raises(PKPDInputError, match=rf"column '{typo}' looks like {reserved}.*did you mean {reserved}\?"
+                                             rf".*covariates="):
+        read_nonmem(df)
+
+
+def test_near_miss_names_of_id_and_time_say_what_is_missing():
+    with pytest.raises(PKPDInputError, match=r"column TIME is missing.*Did you mean 'TIM'"):
+        read_nonmem(base_rows().rename(columns={"TIME": "TIM"}))
+    with pytest.raises(PKPDInputError, match=r"column ID is missing.*Did you mean 'IDD'"):
+        read_nonmem(base_rows().rename(columns={"ID": "IDD"}))
+
+
+def test_a_misread_addl_would_have_lost_doses():
+    """ADL as a covariate would leave one dose of the three that ADDL=2 gives."""
+    df = base_rows().rename(columns={"ADDL": "ADL"})
+    with pytest.raises(PKPDInputError, match="did you mean ADDL"):
+        read_nonmem(df)
+    assert len(read_nonmem(base_rows()).subject(1).regimen) == 5
+
+
+def test_real_covariates_near_reserved_names_still_work():
+    df = base_rows().assign(AGE=40, SEX="F", RACE=2, ALT=30.0, NTIME=0.0, SID="S1")
+    s = read_nonmem(df).subject(1)
+    assert {k: s.covariates[k] for k in ("WT", "AGE", "SEX", "RACE", "ALT", "SID")} == {
+        "WT": 70, "AGE": 40, "SEX": "F", "RACE": 2, "ALT": 30.0, "SID": "S1"}
+
+
+def test_declared_covariates_keep_a_column_named_like_a_reserved_one():
+    """ADL (activities of daily living) is a genuine covariate when declared."""
+    df = base_rows().assign(ADL=5)
+    data = read_nonmem(df, covariates=["WT", "CRCL", "ADL"])
+    assert data.subject(1).covariates == {"WT": 70, "ADL": 5}
+    assert len(data.subject(1).regimen) == 5  # ADDL still read
+    with pytest.raises(PKPDInputError, match=r"column 'CRCL' is neither a reserved NONMEM name nor in covariates"):
+        read_nonmem(df, covariates=["WT", "ADL"])
+    with pytest.raises(PKPDInputError, match=r"covariates: column 'HT' is not in the table"):
+        read_nonmem(df, covariates=["WT", "CRCL", "ADL", "HT"])
+    with pytest.raises(PKPDInputError, match=r"covariates: 'ADDL' is a reserved NONMEM name"):
+        read_nonmem(df, covariates=["WT", "CRCL", "ADL", "ADDL"])
+
+
+# ---------------------------------------------------------------- comment rows (C column, '#')
+def test_comment_rows_are_left_out_counted_and_kept(tmp_path):
+    path = tmp_path / "comments.csv"
+    path.write_text(
+        "C,ID,TIME,AMT,DV\n"
+        ".,1,0,5,.\n"
+        "C,1,0.5,.,999\n"      # commented-out sample
+        ",1,1,.,2.5\n"
+        "#,1,1.5,.,888\n"
+        ".,1,2,.,3.0\n"
+    )
+    data = read_nonmem(path)
+    assert data.subject(1).observations["dv"].tolist() == [2.5, 3.0]
+    assert list(data.comment_rows.index) == [2, 4]  # data rows, 1-based
+    assert data.comment_rows["DV"].tolist() == ["999", "888"]
+    assert "2 comment rows left out" in repr(data)
+    assert "C" not in data.subject(1).observations
+    # an error after a comment row still names the file's own row and line
+    path.write_text("C,ID,TIME,AMT,DV\n.,1,0,5,.\nC,1,0.5,.,999\n.,1,1,.,abc\n")
+    with pytest.raises(PKPDInputError, match=r"DV: data row 3 \(ID 1, line 4 of"):
+        read_nonmem(path)
+
+
+def test_first_cell_starting_with_hash_is_a_comment(tmp_path):
+    path = tmp_path / "hash.csv"
+    path.write_text("ID,TIME,AMT,DV\n1,0,5,.\n#1,0.5,.,999\n1,1,.,2.5\n")
+    data = read_nonmem(path)
+    assert data.ids == (1,) and data.subject(1).observations["dv"].tolist() == [2.5]
+    assert len(data.comment_rows) == 1
+
+
+def test_a_c_cell_that_is_neither_empty_nor_a_mark_is_refused():
+    with pytest.raises(PKPDInputError, match=r"C: data row 2 \(ID 1\) has C='1'; the C column marks comment"):
+        read_nonmem(base_rows().assign(C=[None, "1"] + [None] * 7))
+
+
+# ---------------------------------------------------------------- observation types and their units
+def dvid_rows():
+    """Concentrations (DVID 1) and platelets (DVID 2), all observed with CMT 2."""
+    return pd.DataFrame({
+        "ID": [1, 1, 1, 1], "TIME": [0.0, 0.0, 2.0, 24.0], "AMT": [5.0, 0, 0, 0], "EVID": [1, 0, 0, 0],
+        "MDV": [1, 0, 0, 0], "CMT": [1, 2, 2, 2], "DVID": [np.nan, 2, 1, 2], "DV": [np.nan, 150.0, 12.5, 180.0],
+    })
+
+
+def test_dvid_selects_the_observation_type_each_with_its_unit():
+    data = read_nonmem(dvid_rows(), dv_unit={1: "ng/mL", 2: "10^9/L"})
+    assert data.dv_type == "DVID" and data.dv_units == {1: "ng/mL", 2: "10^9/L"}
+    assert data.units["dv"] == "ng/mL"
+    obs = data.subject(1).observations
+    assert list(obs.columns) == ["time", "dv", "cmt", "dvid"]
+    assert obs["dvid"].tolist() == [2, 1, 2] and obs["cmt"].tolist() == [2, 2, 2]  # CMT as in the file
+    assert "DVID 1: 1 in ng/mL, DVID 2: 2 in 10^9/L" in repr(data)
+    named = read_nonmem(dvid_rows(), dv_unit={"conc": "ng/mL", "platelets": "10^9/L"},
+                        dvid_names={1: "conc", 2: "platelets"})
+    assert named.dv_units == data.dv_units
+    out = data.to_dataframe()
+    assert out["DVID"].tolist()[1:] == [2.0, 1.0, 2.0]
+    assert read_nonmem(out, dv_unit={1: "ng/mL", 2: "10^9/L"}) == data
+
+
+def test_one_unit_cannot_cover_several_dvid_types():
+    with pytest.raises(PKPDInputError, match=r"observation types DVID \[1, 2\], and dv_unit='ng/mL' cannot"):
+        read_nonmem(dvid_rows())
+    with pytest.raises(PKPDInputError, match=r"DVID: data row 2 \(ID 1\) has DVID=2; dv_unit gives no unit"):
+        read_nonmem(dvid_rows(), dv_unit={1: "ng/mL"})
+    with pytest.raises(PKPDInputError, match=r"DVID: data row 3 \(ID 1\) has DVID=nan; an observation row"):
+        read_nonmem(dvid_rows().assign(DVID=[np.nan, 2, np.nan, 2]), dv_unit={1: "ng/mL", 2: "10^9/L"})
+
+
+def test_cmt_types_record_a_unit_each():
+    data = read_nonmem(base_rows(), dv_unit="ng/mL")
+    assert data.dv_type == "CMT" and data.dv_units == {2: "ng/mL", 3: "10^9/L"}
+    assert "CMT 2: 2 in ng/mL, CMT 3: 1 in 10^9/L" in repr(data)
+    assert read_nonmem(base_rows(), dv_unit={2: "mg/L", "platelets": "10^9/L"}).dv_units == {2: "mg/L", 3: "10^9/L"}
+    assert load_theophylline().dv_units == {2: "mg/L"}
+
+
+@pytest.mark.parametrize("unit, hint", [("ng/ml ", "Did you mean 'ng/mL'"), ("mg/dl", "use one of"),
+                                        ("foo", "'ng/mL', 'ug/L'"), (None, "10\\^9/L")])
+def test_unknown_dv_unit_is_an_error_naming_it_and_the_accepted_units(unit, hint):
+    with pytest.raises(PKPDInputError, match=rf"dv_unit={unit!r} is not a known DV unit.*{hint}"):
+        read_nonmem(base_rows(), dv_unit=unit)
+    with pytest.raises(PKPDInputError, match=r"dv_unit\[3\]='foo' is not a known DV unit"):
+        read_nonmem(base_rows(), dv_unit={2: "ng/mL", 3: "foo"})
+
+
+# ---------------------------------------------------------------- text covariates, duplicate columns
+def test_text_covariate_is_a_category_and_a_mix_with_numbers_is_refused(tmp_path):
+    df = base_rows().assign(SEX=["F"] * 7 + ["M"] * 2)
+    data = read_nonmem(df)
+    assert data.subject(1).covariates["SEX"] == "F" and data.subject(2).covariates["SEX"] == "M"
+    assert list(data.observations["SEX"].cat.categories) == ["F", "M"]
+    assert read_nonmem(data.to_dataframe()) == data
+    path = tmp_path / "mixed.csv"
+    path.write_text("ID,TIME,AMT,DV,WT\n1,0,5,.,70\n1,1,.,2.5,70kg\n")
+    with pytest.raises(PKPDInputError, match=r"WT: data row 2 \(ID 1, line 3 of .*\) has WT='70kg'; it is text"):
+        read_nonmem(path)
+
+
+def test_duplicate_column_in_a_file_is_refused(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("ID,TIME,AMT,DV,WT,WT\n1,0,5,.,70,80\n1,1,.,2.5,70,80\n")
+    with pytest.raises(PKPDInputError, match="column 'WT' appears twice"):
+        read_nonmem(path)
+
+
+def test_addl_and_amt_beyond_the_plausibility_limits_are_refused():
+    with pytest.raises(PKPDInputError, match=r"ADDL: data row 1 \(ID 1\) has ADDL=10000000; .*20 years"):
+        read_nonmem(base_rows().assign(ADDL=[10**7] + [0] * 8))
+    with pytest.raises(PKPDInputError, match=r"AMT: data row 1 \(ID 1\) has AMT=1e\+300; a dose must be at most"):
+        read_nonmem(base_rows().assign(AMT=[1e300] + list(base_rows().AMT[1:])))
+
+
+def test_a_dataset_built_by_hand_gets_a_unit_per_type_and_checks_it():
+    data = read_nonmem(base_rows())
+    by_hand = Dataset(data.subjects, {"dv": "ng/mL"})
+    assert by_hand.dv_units == {2: "ng/mL", 3: "10^9/L"} and by_hand == data
+    with pytest.raises(PKPDInputError, match=r"units\['dv'\]='ng/ml' is not a known DV unit.*'ng/mL'"):
+        Dataset(data.subjects, {"dv": "ng/ml"})
+    with pytest.raises(PKPDInputError, match=r"dv_units\[3\]='x' is not a known DV unit"):
+        Dataset(data.subjects, {"dv": "ng/mL"}, {2: "ng/mL", 3: "x"})

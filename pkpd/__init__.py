@@ -23,7 +23,7 @@ __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "mode
 # Bayesian population fitting (issue 5) is imported on first use only, so that
 # ``import pkpd`` and the ``pkpd`` command never load PyMC / PyTensor / ArviZ.
 _LAZY = {"ConvergenceWarning": "popfit", "PopPKModel": "popfit", "fit": "popfit",
-         "hetrombopag_pkpd_model": "popfit"}
+         "hetrombopag_pkpd_model": "popfit", "UninformedParameterWarning": "popfit"}
 __all__ += ["ConvergenceWarning", "PopPKModel", "fit", "hetrombopag_pkpd_model"]
 
 

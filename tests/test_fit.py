@@ -14,7 +14,11 @@ Truth used here, never the code's own earlier output:
   seeded simulated population (simulated with pkpd.pk, not with the fitting
   kernels);
 * diagnostics: planted problems (too few draws; flip-flop ka <-> k, which makes
-  ka non-identifiable and the posterior bimodal) must raise ConvergenceWarning.
+  ka non-identifiable and the posterior bimodal; one chain, where R-hat cannot
+  be computed; clustered tails) must raise ConvergenceWarning, and a weight
+  exponent fitted to data whose weights are all 70 kg (its posterior is exactly
+  its prior) an UninformedParameterWarning; prior SDs against scipy and
+  rejection sampling of the LKJ density.
 
 Sampling is the expensive part (~10 s numba compilation per model on a warm
 cache, ~30 s cold); each model is compiled once (module fixtures).
@@ -38,11 +42,12 @@ from pkpd.checks import PKPDInputError
 from pkpd.nonmem import load_theophylline, read_nonmem
 from pkpd.pk import concentrations
 from pkpd.popfit import (
-    ConvergenceWarning, Covariate, Param, PopPKModel, ResidualError, build_model, diagnose, dose_design, fit,
-    theophylline_model,
+    ConvergenceWarning, Covariate, Param, PopPKModel, ResidualError, UninformedParameterWarning, build_model,
+    diagnose, dose_design, fit, theophylline_model,
 )
 from pkpd.popfit import kernels, plots
 from pkpd.popfit.design import flatten
+from pkpd.popfit.sampling import warn_if_problems
 from pkpd.popfit.simulate import PopulationTruth, simulate_study
 from pkpd.regimen import Dose, Regimen
 
@@ -305,7 +310,10 @@ def theoph():
 def test_theophylline_fit_converges(theoph):
     _, _, _, idata, caught = theoph
     assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    uninformed = " ".join(str(w.message) for w in caught if issubclass(w.category, UninformedParameterWarning))
+    assert not any(f"{name} is not informed" in uninformed for name in ("ka", "cl", "v", "omega_cl", "sigma_add"))
     diag = diagnose(idata, var_names=["ka", "cl", "v", "omega_ka", "omega_cl", "omega_v", "sigma_prop", "sigma_add"])
+    assert diag.summary.loc["cl", "contraction"] > 0.9  # 12 subjects pin CL down: posterior SD < 1/3 prior SD
     assert diag.n_divergent == 0
     assert diag.max_rhat <= 1.01
     assert diag.min_ess_bulk >= 400
@@ -566,3 +574,138 @@ def test_diagnose_flags_constructed_problems():
     assert any("E-BFMI" in p for p in diagnose(idata).problems)
     idata.sample_stats["diverging"][0, 5] = True
     assert diagnose(idata).n_divergent == 1 and any("divergent" in p for p in diagnose(idata).problems)
+
+
+# ================================================================ not known to have converged; not informed
+def _constructed(chains: int, draws: int, seed: int = 0, **extra):
+    """An InferenceData of white-noise chains (every computed diagnostic passes)."""
+    import arviz as az
+
+    rng = np.random.default_rng(seed)
+    posterior = {"a": rng.standard_normal((chains, draws)), **extra}
+    stats_ = {"diverging": np.zeros((chains, draws), bool), "energy": rng.standard_normal((chains, draws))}
+    return az.from_dict(posterior=posterior, sample_stats=stats_)
+
+
+@pytest.mark.parametrize("chains, draws, says", [
+    (1, 4000, "R-hat not computed (1 chain; run >= 2 chains, 4 recommended)"),
+    (2, 3, "R-hat and ESS not computed (3 draws per chain"),
+])
+def test_diagnostics_that_cannot_be_computed_are_never_ok(chains, draws, says):
+    """One chain of 4000 independent draws: every computable check passes (ESS
+    ~4000), but R-hat needs >= 2 chains (Vehtari et al. 2021), so the fit is not
+    known to have converged: no "OK", no "R-hat <= 1.01", a ConvergenceWarning."""
+    d = diagnose(_constructed(chains, draws))
+    text = str(d)
+    assert not d.ok and any(says in p for p in d.problems), d.problems
+    assert says in text and "OK" not in text and "<= 1.01" not in text, text
+    assert np.isnan(d.max_rhat)
+    with pytest.warns(ConvergenceWarning, match="R-hat.* not computed"):
+        warn_if_problems(d, printed=True)
+
+
+def test_low_tail_ess_is_a_problem():
+    """Chains whose lowest 5% of values come in runs of 25 draws: R-hat ~1.00 and
+    bulk ESS ~600 pass, tail ESS ~175 < 400 (Vehtari et al. 2021 ask for both)."""
+    rng = np.random.default_rng(0)
+    x = np.empty((4, 1000))
+    for c in range(4):
+        z = np.sort(rng.standard_normal(1000))
+        low, rest = z[:50], rng.permutation(z[50:])
+        out = np.full(1000, np.nan)
+        for k, start in enumerate(np.sort(rng.choice(39, 2, replace=False)) * 25):
+            out[start:start + 25] = rng.permutation(low[25 * k:25 * (k + 1)])
+        out[np.isnan(out)] = rest
+        x[c] = out
+    d = diagnose(_constructed(4, 1000, a=x))
+    row = d.summary.loc["a"]
+    assert row["r_hat"] < 1.01 and row["ess_bulk"] > 400 and row["ess_tail"] < 400
+    assert not d.ok and any(p.startswith("tail ESS") and " a:" in p for p in d.problems), d.problems
+    assert "OK" not in str(d)
+
+
+def test_contraction_compares_posterior_and_prior_sd_on_the_prior_scale():
+    """Contraction 1 - var_post/var_prior from the attrs prior_sd (on log scale for
+    "log"): a posterior equal to its prior is reported, a narrow one is not, a
+    variable without prior SD gets NaN."""
+    rng = np.random.default_rng(1)
+    idata = _constructed(4, 1000, narrow=np.exp(0.3 + 0.2 * rng.standard_normal((4, 1000))),
+                         same=rng.normal(0.75, 0.25, (4, 1000)))
+    idata.posterior["narrow"].attrs.update(prior_sd=1.0, prior_sd_scale="log")
+    idata.posterior["same"].attrs.update(prior_sd=0.25, prior_sd_scale="linear")
+    d = diagnose(idata)
+    assert d.summary.loc["narrow", "contraction"] == pytest.approx(1 - 0.2**2, abs=0.01)
+    assert abs(d.summary.loc["same", "contraction"]) < 0.1
+    assert np.isnan(d.summary.loc["a", "contraction"])
+    assert d.ok and len(d.uninformed) == 1 and d.uninformed[0].startswith("same is not informed")
+    assert "posterior SD 0.24" in d.uninformed[0] and "vs prior SD 0.25 " in d.uninformed[0]
+    with pytest.warns(UninformedParameterWarning, match="same is not informed"):
+        warn_if_problems(d, printed=True)
+
+
+def test_prior_sds_are_those_of_the_models_priors():
+    """BuiltModel.prior_sds() against independent references: scipy's SD of log X
+    for X ~ LogNormal (numerical integration), of Normal and HalfNormal; for the
+    LKJ(2) correlation of 3 etas, 400 000 uniform proposals of (r12, r13, r23)
+    accepted with probability det(R)^(eta - 1) (LKJ density ~ det(R)^(eta - 1)
+    on the positive definite correlation matrices), SD within 2%."""
+    from pkpd.popfit.model import prepare
+
+    model = theophylline_model(correlated_iiv=True)
+    built = prepare(model, load_theophylline())
+    sds = built.prior_sds()
+    assert set(sds) == set(built.free_param_names)
+    for p in model.params:
+        lognormal = stats.lognorm(s=p.sd_log, scale=p.median)
+        mean_log = lognormal.expect(np.log)
+        assert sds[p.name] == ("log", pytest.approx(np.sqrt(lognormal.expect(lambda x: (np.log(x) - mean_log) ** 2))))
+        assert sds[f"omega_{p.name}"] == ("linear", pytest.approx(stats.halfnorm(scale=p.omega_scale).std()))
+    for c in model.covariates:
+        assert sds[c.var_name] == ("linear", pytest.approx(stats.norm(c.exponent, c.sd).std()))
+    assert sds["sigma_prop"][1] == pytest.approx(stats.halfnorm(scale=model.error.prop_scale).std())
+    assert sds["sigma_add"][1] == pytest.approx(stats.halfnorm(scale=model.error.add_scale).std())
+    rng = np.random.default_rng(0)
+    r = rng.uniform(-1, 1, (400_000, 3))
+    det = 1 - (r**2).sum(axis=1) + 2 * r.prod(axis=1)
+    keep = (det > 0) & (rng.uniform(size=len(r)) < np.clip(det, 0, 1) ** (model.lkj_eta - 1))
+    assert sds["omega_corr"] == ("linear", pytest.approx(r[keep, 0].std(), rel=0.02))
+
+
+@pytest.fixture(scope="module")
+def one_chain_constant_weight():
+    """Theophylline with every weight set to 70 kg (so the weight exponents have
+    no data at all: their posterior is their Normal(., 0.25) prior), fitted with
+    one short chain; printed report and warnings captured."""
+    import contextlib
+    import io
+    from importlib import resources
+
+    table = pd.read_csv(resources.files("pkpd").joinpath("data", "theoph_nm.csv"))
+    data = read_nonmem(table.assign(WT=70.0), dv_unit="mg/L")
+    out = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
+        warnings.simplefilter("always")
+        idata = fit(theophylline_model(), data, draws=500, tune=300, chains=1, seed=11, progress=False)
+    return idata, out.getvalue(), caught
+
+
+def test_one_chain_fit_says_rhat_not_computed(one_chain_constant_weight):
+    idata, printed, caught = one_chain_constant_weight
+    assert "R-hat not computed (1 chain; run >= 2 chains, 4 recommended)" in printed
+    assert "OK" not in printed and "R-hat <=" not in printed, printed
+    ours = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert any("R-hat not computed (1 chain" in m for m in ours), ours
+
+
+def test_parameter_without_data_warns_and_informed_ones_do_not(one_chain_constant_weight):
+    idata, printed, caught = one_chain_constant_weight
+    uninformed = [str(w.message) for w in caught if issubclass(w.category, UninformedParameterWarning)]
+    named = {m.split("pkpd.fit: ")[1].split(" ")[0] for m in uninformed}
+    assert named == {"theta_cl_wt", "theta_v_wt"}, uninformed
+    for m in uninformed:
+        assert "prior SD 0.25" in m and "posterior SD" in m and "fix it" in m
+    assert "NOT INFORMED BY THE DATA" in printed
+    assert idata.posterior["cl"].attrs == {"prior_sd": 0.5, "prior_sd_scale": "log"}
+    summary = diagnose(idata).summary
+    assert summary.loc["cl", "contraction"] > 0.5 and summary.loc["ka", "contraction"] > 0.5
+    assert summary.loc["theta_cl_wt", "contraction"] < 0.1 and summary.loc["theta_v_wt", "contraction"] < 0.1

@@ -1,4 +1,4 @@
-"""Bayesian population PK fitting with PyMC (issue 5, first half).
+"""Bayesian population PK and PK/PD fitting with PyMC and nutpie.
 
 >>> import pkpd
 >>> from pkpd.popfit import theophylline_model
@@ -37,13 +37,13 @@ from .pkpd_model import (
     platelet_endpoint,
     sequential_pd_model,
 )
-from .sampling import ConvergenceWarning, Diagnostics, diagnose, fit
+from .sampling import ConvergenceWarning, Diagnostics, UninformedParameterWarning, diagnose, fit
 from .simulate_pkpd import simulate_pkpd_records
 
 __all__ = [
     "BuiltModel", "ConvergenceWarning", "Covariate", "Diagnostics", "Endpoint", "FitData", "Param",
     "PopPKModel", "ResidualError", "as_dataset", "build_model", "diagnose", "dose_design", "fit", "flatten",
-    "theophylline_model",
+    "theophylline_model", "UninformedParameterWarning",
     "HETROMBOPAG_PD_PARAMS", "fit_sequential", "hetrombopag_pkpd_model", "individual_pk_medians",
     "platelet_endpoint", "sequential_pd_model", "simulate_pkpd_records",
 ]

@@ -286,7 +286,9 @@ def flatten(dataset: Dataset, cmts=(CONC_CMT,), drop_predose: bool = True) -> Fi
             unit=dataset.units["dv"] if cmt == CONC_CMT else ("10^9/L" if cmt == PLATELET_CMT else "?"),
         )
     if not blocks:
+        left_out = "".join(f"; left out: {n} {reason}" for reason, n in excluded["reason"].value_counts().items())
         raise PKPDInputError(
-            f"no observations with CMT in {list(cmts)}; the data have CMTs {sorted(table['cmt'].unique())}."
+            f"no observations with CMT in {list(cmts)} left to fit (CMTs in the data: "
+            f"{sorted(int(c) for c in table['cmt'].unique())}{left_out}); add observations after the first dose."
         )
     return FitData(ids, regimens, covariates, blocks, dict(dataset.units), excluded.reset_index(drop=True))

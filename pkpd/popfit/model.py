@@ -63,6 +63,9 @@ CONC_UNITS = {"mg/L": 1.0, "ug/mL": 1.0, "ng/mL": 1000.0}
 #: Fraction of a HalfNormal's scale at its median: median = 0.6745 x scale.
 _HALFNORMAL_MEDIAN = 0.6745
 
+#: SD of a HalfNormal divided by its scale: sqrt(1 - 2/pi).
+_HALFNORMAL_SD = float(np.sqrt(1.0 - 2.0 / np.pi))
+
 
 def omega_from_cv(cv: float) -> float:
     """SD of log P for a log-normal IIV given as a CV (e.g. 0.635 for 63.5%)."""
@@ -231,7 +234,7 @@ def concentration_endpoint(conc_unit: str, error: ResidualError) -> Endpoint:
     return Endpoint("conc", CONC_CMT, conc_unit, predict, error, "")
 
 
-#: Hetrombopag defaults (sources in :mod:`pkpd.pk` and shared/hetrombopag.md).
+#: Hetrombopag defaults (sources in :mod:`pkpd.pk` and docs/science.md).
 HETROMBOPAG_PARAMS = (
     Param("ka", HETROMBOPAG_KA, 1.0, halfnormal_scale_for_median(omega_from_cv(0.50)), "1/h",
           "[I] Tmax ~8 h with k = 0.0289/h (Zheng 2017); IIV ~50% CV"),
@@ -458,6 +461,34 @@ class BuiltModel:
             if ep.error.has_add:
                 names.append(ep.sigma_add_name)
         return names
+
+    def prior_sds(self) -> dict:
+        """Prior SD of each population variable, ``{name: (scale, sd)}``, on the
+        scale where its prior is Normal or HalfNormal (so that a posterior SD
+        can be compared with it: a parameter the data do not inform keeps it).
+
+        * typical value ``P ~ LogNormal(log median, sd_log)``: scale ``"log"``,
+          SD of log P = ``sd_log``;
+        * covariate exponent ``theta ~ Normal(exponent, sd)``: ``"linear"``, ``sd``;
+        * omega, sigma ``~ HalfNormal(s)``: ``"linear"``, ``s sqrt(1 - 2/pi)``;
+        * IIV correlation under ``LKJ(eta)`` in d dimensions: ``"linear"``; each
+          r has (r + 1)/2 ~ Beta(a, a), a = eta - 1 + d/2 (Lewandowski, Kurowicka
+          & Joe 2009, J Multivar Anal 100:1989, section 3.2), so SD 1 / sqrt(2a + 1).
+        """
+        spec = self.spec
+        out = {p.name: ("log", float(p.sd_log)) for p in spec.params}
+        out.update({c.var_name: ("linear", float(c.sd)) for c in spec.covariates if c.sd is not None})
+        out.update({f"omega_{n}": ("linear", spec.param(n).omega_scale * _HALFNORMAL_SD) for n in spec.iiv_names})
+        d = len(spec.iiv_names)
+        if spec.correlated_iiv and d > 1:
+            a = spec.lkj_eta - 1.0 + d / 2.0
+            out["omega_corr"] = ("linear", float(1.0 / np.sqrt(2.0 * a + 1.0)))
+        for ep in self.endpoints:
+            if ep.error.has_prop:
+                out[ep.sigma_prop_name] = ("linear", ep.error.prop_scale * _HALFNORMAL_SD)
+            if ep.error.has_add:
+                out[ep.sigma_add_name] = ("linear", ep.error.add_scale * _HALFNORMAL_SD)
+        return out
 
 
 def prepare(model: PopPKModel, data, check_units: bool = True) -> BuiltModel:

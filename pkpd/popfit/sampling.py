@@ -22,10 +22,20 @@ kernel), so the pointwise log-likelihood is the one that was sampled and
 nothing but the sampler's logp needs compiling.
 
 Diagnostics (:func:`diagnose`) follow Vehtari et al. (2021, Bayesian Analysis
-16:667): rank-normalised split R-hat <= 1.01 and bulk ESS >= 400 (100 per
-chain x 4); plus no divergent transitions (Betancourt 2017) and E-BFMI >= 0.3
-per chain.  A failed check prints a loud message *and* raises a
+16:667): rank-normalised split R-hat <= 1.01 and bulk and tail ESS >= 400 (100
+per chain x 4); plus no divergent transitions (Betancourt 2017) and E-BFMI >= 0.3
+per chain.  A diagnostic that cannot be computed (R-hat of one chain, anything
+from fewer than 4 draws per chain) counts as failed: the fit is then not known
+to have converged.  A failed check prints a loud message *and* raises a
 :class:`ConvergenceWarning` (a ``UserWarning``) so scripts and tests can catch it.
+
+Each population parameter's posterior SD is also compared with its prior SD
+(:meth:`~pkpd.popfit.model.BuiltModel.prior_sds`, stored in the posterior
+variable's attrs ``prior_sd`` / ``prior_sd_scale``): a posterior contraction
+``1 - var_post / var_prior`` (Schad, Betancourt & Vasishth 2021, Psychol Methods
+26:103, "Toward a principled Bayesian workflow") below :data:`CONTRACTION_MIN`
+= 0.1 means the data say next to nothing about that parameter and its
+estimate is the prior's; it raises an :class:`UninformedParameterWarning`.
 """
 
 from __future__ import annotations
@@ -47,12 +57,30 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 EBFMI_MIN = 0.3
 
+#: Posterior contraction 1 - var_post / var_prior (Schad, Betancourt & Vasishth
+#: 2021) below which a parameter counts as not informed by the data.  The limit
+#: is pkpd's choice: 0.1 = the posterior SD is more than 95% of the prior SD,
+#: i.e. the data removed less than a tenth of the prior variance.  The estimated
+#: contraction of an uninformed parameter scatters around 0 by ~sqrt(2 / ESS)
+#: (0.07 at ESS 400), so a borderline case may go either way.
+CONTRACTION_MIN = 0.1
+
+#: Largest seed :func:`fit` accepts: every random generator it seeds (nutpie, PyMC, NumPy) takes 32-bit seeds.
+SEED_MAX = 2**32 - 1
+
 #: Max number of (draw x observation x dose) elements evaluated at once in NumPy.
 _CHUNK_ELEMENTS = 4_000_000
+
+#: arviz needs this many draws per chain for R-hat and ESS.
+_MIN_DRAWS_PER_CHAIN = 4
 
 
 class ConvergenceWarning(UserWarning):
     """The sampler's diagnostics say the posterior draws cannot be trusted yet."""
+
+
+class UninformedParameterWarning(UserWarning):
+    """A population parameter's posterior is about its prior: the data do not inform it."""
 
 
 # ================================================================= diagnostics
@@ -61,9 +89,13 @@ class Diagnostics:
     """Convergence diagnostics of a fit.
 
     summary : per population parameter mean, sd, 5%/95% quantiles, R-hat, bulk
-        and tail ESS.  eta_summary : worst R-hat / ESS over all etas.
+        and tail ESS, and the posterior contraction ``1 - var_post / var_prior``
+        (NaN when the prior SD is unknown).  eta_summary : worst R-hat / ESS
+        over all etas.
     n_divergent, n_draws : divergent transitions after warm-up, total draws.
-    ebfmi : E-BFMI per chain.  problems : failed checks (empty when all pass).
+    ebfmi : E-BFMI per chain.  problems : failed or uncomputable convergence
+    checks (empty when all pass).  uninformed : one message per parameter whose
+    contraction is below ``thresholds["contraction_min"]``.
     """
 
     summary: pd.DataFrame
@@ -73,20 +105,22 @@ class Diagnostics:
     ebfmi: np.ndarray
     problems: list = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
+    uninformed: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """Every convergence check was computed and passed."""
         return not self.problems
 
     @property
     def max_rhat(self) -> float:
-        values = list(self.summary["r_hat"].dropna()) + [self.eta_summary.get("max_r_hat", np.nan)]
-        return float(np.nanmax(values))
+        """Worst R-hat (NaN when it could not be computed, e.g. one chain)."""
+        return _nan_extreme(np.nanmax, list(self.summary["r_hat"]) + [self.eta_summary.get("max_r_hat", np.nan)])
 
     @property
     def min_ess_bulk(self) -> float:
-        values = list(self.summary["ess_bulk"].dropna()) + [self.eta_summary.get("min_ess_bulk", np.nan)]
-        return float(np.nanmin(values))
+        values = list(self.summary["ess_bulk"]) + [self.eta_summary.get("min_ess_bulk", np.nan)]
+        return _nan_extreme(np.nanmin, values)
 
     def __str__(self) -> str:
         with pd.option_context("display.width", 120, "display.max_columns", 20):
@@ -95,17 +129,17 @@ class Diagnostics:
         e = self.eta_summary
         if e:
             lines.append(
-                f"etas ({e['n']} values): max R-hat {e['max_r_hat']:.3f}, min ESS bulk {e['min_ess_bulk']:.0f}, "
-                f"min ESS tail {e['min_ess_tail']:.0f}"
+                f"etas ({e['n']} values): max R-hat {_fmt(e['max_r_hat'], '.3f')}, min ESS bulk "
+                f"{_fmt(e['min_ess_bulk'], '.0f')}, min ESS tail {_fmt(e['min_ess_tail'], '.0f')}"
             )
         lines.append(
             f"divergences {self.n_divergent} / {self.n_draws} draws; "
-            f"E-BFMI per chain {', '.join(f'{b:.2f}' for b in self.ebfmi)}"
+            f"E-BFMI per chain {', '.join(_fmt(b, '.2f') for b in self.ebfmi)}"
         )
         t = self.thresholds
         if self.ok:
             lines.append(
-                f"OK: R-hat <= {t['rhat_max']}, ESS bulk >= {t['ess_min']}, no divergences, "
+                f"OK: R-hat <= {t['rhat_max']}, ESS bulk and tail >= {t['ess_min']}, no divergences, "
                 f"E-BFMI >= {t['ebfmi_min']}."
             )
         else:
@@ -113,21 +147,42 @@ class Diagnostics:
             lines.append("CONVERGENCE PROBLEMS -- do not trust these results yet:")
             lines += [f"  * {p}" for p in self.problems]
             lines.append("!" * 78)
+        if self.uninformed:
+            lines.append(f"NOT INFORMED BY THE DATA (posterior contraction 1 - var_post/var_prior < "
+                         f"{t['contraction_min']}):")
+            lines += [f"  * {u}" for u in self.uninformed]
         return "\n".join(lines)
+
+
+def _nan_extreme(fn, values) -> float:
+    values = np.asarray(values, float)
+    return float(fn(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _fmt(value, spec: str) -> str:
+    return format(value, spec) if np.isfinite(value) else "not computed"
 
 
 def diagnose(
     idata, var_names=None, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN, ebfmi_min: float = EBFMI_MIN,
+    contraction_min: float = CONTRACTION_MIN,
 ) -> Diagnostics:
-    """Check R-hat, bulk/tail ESS, divergences and E-BFMI of ``idata``.
+    """Check R-hat, bulk/tail ESS, divergences and E-BFMI of ``idata``, and
+    compare each parameter's posterior SD with its prior SD.
 
     var_names : population parameters to tabulate; default every posterior
         variable that has no subject/observation dimension.  Variables named
         ``eta_*`` (per subject) are checked too, summarised in one line.
+    contraction_min : a parameter whose posterior contraction ``1 - var_post /
+        var_prior`` is below this is reported in ``uninformed``.  The prior SD
+        comes from the variable's attrs ``prior_sd`` (on the scale
+        ``prior_sd_scale``, ``"log"`` or ``"linear"``), which :func:`fit` sets;
+        variables without it get no contraction.
     """
     import arviz as az
 
     post = idata.posterior
+    n_chains, per_chain = int(post.sizes["chain"]), int(post.sizes["draw"])
     if var_names is None:
         var_names = [
             v for v in post.data_vars
@@ -150,29 +205,43 @@ def diagnose(
                     list(post[v].coords[extra[0]].values).index(stacked["_k"].values[k][0]) < \
                     list(post[v].coords[extra[1]].values).index(stacked["_k"].values[k][1]):
                 continue  # a correlation matrix is symmetric: report the lower triangle only
-            rows.append(_row(az, label, x))
-    summary = pd.DataFrame(rows).set_index("param") if rows else pd.DataFrame(
-        columns=["mean", "sd", "q5", "q95", "r_hat", "ess_bulk", "ess_tail"])
+            rows.append(_row(az, label, x, da.attrs))
+    columns = ["mean", "sd", "q5", "q95", "r_hat", "ess_bulk", "ess_tail", "contraction"]
+    table = pd.DataFrame(rows).set_index("param") if rows else pd.DataFrame(columns=columns + ["_scale"])
+    summary = table[columns].astype(float)
 
     eta_summary = {}
     if eta_names:
         eta_ds = post[eta_names]
-        rh = az.rhat(eta_ds)
-        eb = az.ess(eta_ds, method="bulk")
-        et = az.ess(eta_ds, method="tail")
+        enough = per_chain >= _MIN_DRAWS_PER_CHAIN
+        rh = az.rhat(eta_ds) if enough and n_chains >= 2 else None
+        eb = az.ess(eta_ds, method="bulk") if enough else None
+        et = az.ess(eta_ds, method="tail") if enough else None
+        worst = lambda fn, res: _nan_extreme(fn, [] if res is None else np.concatenate(
+            [np.ravel(res[v].values) for v in eta_names]))
         eta_summary = {
-            "n": int(sum(post[v].size // (post.sizes["chain"] * post.sizes["draw"]) for v in eta_names)),
-            "max_r_hat": float(max(np.nanmax(rh[v].values) for v in eta_names)),
-            "min_ess_bulk": float(min(np.nanmin(eb[v].values) for v in eta_names)),
-            "min_ess_tail": float(min(np.nanmin(et[v].values) for v in eta_names)),
+            "n": int(sum(post[v].size // (n_chains * per_chain) for v in eta_names)),
+            "max_r_hat": worst(np.nanmax, rh), "min_ess_bulk": worst(np.nanmin, eb),
+            "min_ess_tail": worst(np.nanmin, et),
         }
 
-    stats = idata.sample_stats
+    stats = idata.sample_stats if "sample_stats" in idata.groups() else {}
     n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
-    n_draws = int(post.sizes["chain"] * post.sizes["draw"])
-    ebfmi = np.atleast_1d(az.bfmi(idata)) if "energy" in stats else np.array([np.nan])
+    n_draws = n_chains * per_chain
+    ebfmi = np.atleast_1d(az.bfmi(idata)) if "energy" in stats and per_chain > 1 else np.array([np.nan])
 
     problems = []
+    if per_chain < _MIN_DRAWS_PER_CHAIN:
+        problems.append(f"R-hat and ESS not computed ({per_chain} draws per chain; they need >= "
+                        f"{_MIN_DRAWS_PER_CHAIN}, 1000 are usual): run more draws.")
+    elif n_chains < 2:
+        problems.append("R-hat not computed (1 chain; run >= 2 chains, 4 recommended): chains that disagree "
+                        "(several modes, poor mixing) cannot be detected from one chain.")
+    else:
+        for column, name in (("r_hat", "R-hat"), ("ess_bulk", "bulk ESS"), ("ess_tail", "tail ESS")):
+            bad = summary.index[summary[column].isna()].tolist()
+            if bad:
+                problems.append(f"{name} not computed for {', '.join(bad)} (non-finite draws?).")
     worst_rhat = summary["r_hat"].max() if len(summary) else np.nan
     if np.isfinite(worst_rhat) and worst_rhat > rhat_max:
         bad = summary.index[summary["r_hat"] > rhat_max].tolist()
@@ -180,42 +249,84 @@ def diagnose(
                         f"non-identifiable or not yet mixed); run longer or reparameterise / fix a parameter.")
     if eta_summary and eta_summary["max_r_hat"] > rhat_max:
         problems.append(f"R-hat {eta_summary['max_r_hat']:.4f} > {rhat_max} for some etas.")
-    low_ess = summary["ess_bulk"].min() if len(summary) else np.nan
-    if np.isfinite(low_ess) and low_ess < ess_min:
-        bad = summary.index[summary["ess_bulk"] < ess_min].tolist()
-        problems.append(f"bulk ESS {low_ess:.0f} < {ess_min} for {', '.join(bad)}: too few effective draws; "
-                        f"increase draws (or chains).")
-    if eta_summary and eta_summary["min_ess_bulk"] < ess_min:
-        problems.append(f"bulk ESS {eta_summary['min_ess_bulk']:.0f} < {ess_min} for some etas.")
+    for column, name, fix in (("ess_bulk", "bulk ESS", "too few effective draws"),
+                              ("ess_tail", "tail ESS", "too few effective draws in the 5% and 95% tails")):
+        low = summary[column].min() if len(summary) else np.nan
+        if np.isfinite(low) and low < ess_min:
+            bad = summary.index[summary[column] < ess_min].tolist()
+            problems.append(f"{name} {low:.0f} < {ess_min} for {', '.join(bad)}: {fix}; increase draws (or chains).")
+        key = "min_" + column
+        if eta_summary and eta_summary[key] < ess_min:
+            problems.append(f"{name} {eta_summary[key]:.0f} < {ess_min} for some etas.")
+    if "diverging" not in stats:
+        problems.append("divergences not recorded (no 'diverging' in sample_stats): cannot check them.")
     if n_div:
         problems.append(f"{n_div} divergent transitions: the sampler missed part of the posterior; raise "
                         f"target_accept (e.g. 0.95) or reparameterise.")
+    if not np.isfinite(ebfmi).any():
+        problems.append("E-BFMI not computed (no 'energy' in sample_stats, or 1 draw per chain).")
     low_bfmi = np.nanmin(ebfmi) if np.isfinite(ebfmi).any() else np.nan
     if np.isfinite(low_bfmi) and low_bfmi < ebfmi_min:
         problems.append(f"E-BFMI {low_bfmi:.2f} < {ebfmi_min}: heavy-tailed energy, poor exploration "
                         f"(often a funnel); reparameterise or tighten priors.")
-    thresholds = {"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min}
-    return Diagnostics(summary, eta_summary, n_div, n_draws, ebfmi, problems, thresholds)
+
+    uninformed = [_uninformed_message(label, row, contraction_min) for label, row in table.iterrows()
+                  if np.isfinite(row["contraction"]) and row["contraction"] < contraction_min]
+    thresholds = {"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min,
+                  "contraction_min": contraction_min}
+    return Diagnostics(summary, eta_summary, n_div, n_draws, ebfmi, problems, thresholds, uninformed)
 
 
-def _row(az, label, x):
+def _row(az, label, x, attrs):
+    """Summary row of one scalar's draws ``x`` (chain, draw); ``attrs`` may hold its prior SD."""
+    n_chains, per_chain = x.shape
+    enough = per_chain >= _MIN_DRAWS_PER_CHAIN
+    prior_sd, scale = attrs.get("prior_sd"), attrs.get("prior_sd_scale", "linear")
+    contraction, post_sd = np.nan, np.nan
+    if prior_sd is not None and x.size > 1:
+        post_sd = float(np.std(np.log(x) if scale == "log" else x))
+        contraction = 1.0 - (post_sd / float(prior_sd)) ** 2
     return {
         "param": label, "mean": float(x.mean()), "sd": float(x.std()),
         "q5": float(np.quantile(x, 0.05)), "q95": float(np.quantile(x, 0.95)),
-        "r_hat": float(az.rhat(x)), "ess_bulk": float(az.ess(x, method="bulk")),
-        "ess_tail": float(az.ess(x, method="tail")),
+        "r_hat": float(az.rhat(x)) if enough and n_chains >= 2 else np.nan,
+        "ess_bulk": float(az.ess(x, method="bulk")) if enough else np.nan,
+        "ess_tail": float(az.ess(x, method="tail")) if enough else np.nan,
+        "contraction": contraction, "_post_sd": post_sd, "_prior_sd": prior_sd, "_scale": scale,
     }
 
 
+def _uninformed_message(label, row, contraction_min) -> str:
+    of = f" of log({label})" if row["_scale"] == "log" else ""
+    return (f"{label} is not informed by the data: posterior SD{of} {row['_post_sd']:.3g} vs prior SD "
+            f"{row['_prior_sd']:.3g} (contraction {row['contraction']:.2f} < {contraction_min}), so its estimate "
+            f"is the prior's. Add data that vary with it, fix it (Covariate sd=None; omega_scale=None for an "
+            f"IIV) or give it a tighter prior.")
+
+
+def record_priors(idata, built: BuiltModel) -> None:
+    """Store each population variable's prior SD in its posterior attrs
+    (``prior_sd``, ``prior_sd_scale``; see :meth:`BuiltModel.prior_sds`), where
+    :func:`diagnose` finds them."""
+    post = idata.posterior
+    for name, (scale, sd) in built.prior_sds().items():
+        if name in post:
+            post[name].attrs.update(prior_sd=float(sd), prior_sd_scale=scale)
+
+
 def warn_if_problems(diag: Diagnostics, stacklevel: int = 3, printed: bool = False) -> None:
-    """Print the problems loudly (unless the full report was ``printed`` already)
-    and emit one :class:`ConvergenceWarning` listing them."""
-    if diag.ok:
-        return
-    text = "pkpd.fit: CONVERGENCE PROBLEMS: " + " | ".join(diag.problems)
-    if not printed:
-        print("\n" + "!" * 78 + "\n" + text + "\n" + "!" * 78, flush=True)
-    warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel)
+    """Print the problems loudly (unless the full report was ``printed`` already),
+    emit one :class:`ConvergenceWarning` listing them and one
+    :class:`UninformedParameterWarning` per parameter the data do not inform."""
+    if not diag.ok:
+        text = "pkpd.fit: CONVERGENCE PROBLEMS: " + " | ".join(diag.problems)
+        if not printed:
+            print("\n" + "!" * 78 + "\n" + text + "\n" + "!" * 78, flush=True)
+        warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel)
+    for message in diag.uninformed:
+        if not printed:
+            print("pkpd.fit: " + message, flush=True)
+        warnings.warn("pkpd.fit: " + message, UninformedParameterWarning, stacklevel=stacklevel)
 
 
 # ================================================================= fitting
@@ -272,25 +383,31 @@ def fit(
         requires pkpd's density and raises if the model is not covered.
 
     Returns ``arviz.InferenceData`` (groups described in the module docs);
-    ``idata.attrs`` holds timings (s), sampler, cores, chains, draws, tune, seed.
-    Emits :class:`ConvergenceWarning` when a diagnostic fails (see :func:`diagnose`).
+    ``idata.attrs`` holds timings (s), sampler, cores, chains, draws, tune, seed;
+    each population variable's attrs hold its prior SD (``prior_sd``,
+    ``prior_sd_scale``), so that ``diagnose(idata)`` reports the contraction.
+    Emits :class:`ConvergenceWarning` when a diagnostic fails or cannot be
+    computed (one chain gives no R-hat), and :class:`UninformedParameterWarning`
+    for each parameter whose posterior is about its prior (see :func:`diagnose`).
     """
-    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if int(value) != value or value < low:
-            raise PKPDInputError(f"{name} must be a whole number >= {low}; got {value!r}.")
+    draws, tune, chains = _whole("draws", draws, 1), _whole("tune", tune, 0), _whole("chains", chains, 1)
+    if cores is not None:
+        cores = _whole("cores", cores, 1)
+    if seed is not None:
+        seed = _whole("seed", seed, 0, SEED_MAX, "or None for a fresh seed")
     if sampler not in ("nutpie", "pymc"):
         raise PKPDInputError(f"sampler must be 'nutpie' or 'pymc'; got {sampler!r}.")
     if init not in ("prior", "support_point"):
         raise PKPDInputError(f"init must be 'prior' or 'support_point'; got {init!r}.")
     if density not in ("auto", "compiled", "pytensor"):
         raise PKPDInputError(f"density must be 'auto', 'compiled' or 'pytensor'; got {density!r}.")
-    if not 0 < target_accept < 1:
+    if isinstance(target_accept, (bool, str)) or not 0 < target_accept < 1:
         raise PKPDInputError(f"target_accept must be in (0, 1), e.g. 0.8; got {target_accept!r}.")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
         print(f"pkpd.fit: no seed given, using seed={seed} (pass seed= to reproduce)", flush=True)
     seed = int(seed)
-    cores = int(cores or min(chains, os.cpu_count() or 1))
+    cores = cores or min(chains, os.cpu_count() or 1)
     timings = {}
     t_start = time.perf_counter()
 
@@ -327,6 +444,7 @@ def fit(
 
     t0 = time.perf_counter()
     add_predictions(idata, built, seed)
+    record_priors(idata, built)
     timings["postprocess_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     n_draws = chains * draws
@@ -347,6 +465,17 @@ def fit(
         print(diag, flush=True)
     warn_if_problems(diag, printed=verbose)
     return idata
+
+
+def _whole(name: str, value, low: int, high: int | None = None, alternative: str = "") -> int:
+    """``value`` as an int, or PKPDInputError naming ``name`` unless it is a whole number in [low, high]."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (number and np.isfinite(value) and float(value).is_integer()
+            and value >= low and (high is None or value <= high)):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        extra = f" ({alternative})" if alternative else ""
+        raise PKPDInputError(f"{name} must be a whole number {bound}{extra}; got {value!r}.")
+    return int(value)
 
 
 def _compile_nutpie(pymc_model, init: str = "support_point"):

@@ -20,11 +20,11 @@ __version__ = "0.1.0"
 __all__ = ["Dataset", "Dose", "OneCompartmentOral", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
 __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "models", "run_scenario", "simulate", "simulate_population"]
 
-# Bayesian population fitting (issue 5) is imported on first use only, so that
+# Bayesian population fitting is imported on first use only, so that
 # ``import pkpd`` and the ``pkpd`` command never load PyMC / PyTensor / ArviZ.
 _LAZY = {"ConvergenceWarning": "popfit", "PopPKModel": "popfit", "fit": "popfit",
          "hetrombopag_pkpd_model": "popfit", "UninformedParameterWarning": "popfit"}
-__all__ += ["ConvergenceWarning", "PopPKModel", "fit", "hetrombopag_pkpd_model"]
+__all__ += ["ConvergenceWarning", "PopPKModel", "UninformedParameterWarning", "fit", "hetrombopag_pkpd_model"]
 
 
 def __getattr__(name):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .checks import positive, sorted_times
+from .checks import PKPDInputError, plain, positive, real, report_cells, sorted_times, within_horizon
 from .regimen import Regimen
 
 #: mg/L -> ng/mL
@@ -132,20 +132,27 @@ def concentrations(regimen: Regimen, times, ka, cl, v) -> np.ndarray:
     Parameters
     ----------
     regimen : doses (mg at h), shared by all subjects.
-    times : 1-D sorted array of observation times, h (>= 0).
-    ka, cl, v : 1/h, L/h, L; scalars or arrays of shape (n_subjects,).
+    times : 1-D sorted array of observation times, h (>= 0, at most
+        :data:`pkpd.checks.MAX_HORIZON_H`).
+    ka, cl, v : 1/h, L/h, L; scalars or arrays of shape (n_subjects,), checked
+        by :func:`check_parameters`.  The result must fit in
+        :data:`pkpd.checks.MAX_RESULT_BYTES`.
 
     Returns
     -------
     Array (n_subjects, n_times) in ng/mL.  A dose at exactly an observation
     time is counted as given before the observation (NONMEM order).
     """
-    times = sorted_times("times", times)
-    ka = positive("ka", ka, "1/h")
-    cl = positive("cl", cl, "L/h")
-    v = positive("v", v, "L")
-    ka, cl, v = (np.atleast_1d(x) for x in np.broadcast_arrays(ka, cl, v))
+    if not isinstance(regimen, Regimen):
+        raise PKPDInputError(
+            f"regimen must be a pkpd.Regimen; got {type(regimen).__name__}. Build one with Regimen.daily(...)."
+        )
+    times = within_horizon("times", sorted_times("times", real("times", times, "h")))
+    ka, cl, v = (np.atleast_1d(x) for x in check_parameters(ka, cl, v))
     k = cl / v
+    # Sizes before allocating: (subjects x times) concentrations, (subjects x doses) x 2 amounts.
+    report_cells("concentrations", ka.size, times.size, bytes_per_cell=8)
+    report_cells("concentrations", ka.size, 2 * len(regimen), bytes_per_cell=8, what="dose amounts (2 per dose)")
     if len(regimen) == 0:
         return np.zeros((ka.size, times.size))
     ag, ac = amounts_after_doses(regimen, ka, k)
@@ -157,6 +164,31 @@ def concentrations(regimen: Regimen, times, ka, cl, v) -> np.ndarray:
     out = np.zeros((ka.size, times.size))
     _central_conc(j, tau, has, ag, ac, ka, k, v, out)
     return out
+
+
+def check_parameters(ka, cl, v) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ka`` (1/h), ``cl`` (L/h), ``v`` (L) as broadcast float arrays of at most
+    one dimension (subjects): numbers, finite and > 0, with k = cl/v finite and > 0."""
+    arrays = [positive(name, real(name, x, unit), unit) for name, x, unit in (("ka", ka, "1/h"), ("cl", cl, "L/h"), ("v", v, "L"))]
+    shapes = {name: a.shape for name, a in zip(("ka", "cl", "v"), arrays)}
+    if any(len(shape) > 1 for shape in shapes.values()):
+        raise PKPDInputError(f"ka, cl and v must be scalars or 1-D arrays over subjects; got shapes {shapes}.")
+    try:
+        ka, cl, v = np.broadcast_arrays(*arrays)
+    except ValueError:
+        raise PKPDInputError(
+            f"ka, cl and v must be scalars or arrays of one length (one value per subject); got shapes {shapes}."
+        ) from None
+    with np.errstate(over="ignore", under="ignore"):
+        k = cl / v
+    bad = ~(np.isfinite(k) & (k > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise PKPDInputError(
+            f"k = cl/v must be a finite number > 0 (1/h); got {plain(k.ravel()[i])!r} from cl={plain(cl.ravel()[i])!r} L/h and "
+            f"v={plain(v.ravel()[i])!r} L. Check the units: cl in L/h, v in L."
+        )
+    return ka, cl, v
 
 
 @numba.njit(parallel=True, cache=True)
@@ -186,9 +218,7 @@ class OneCompartmentOral:
     v: float | np.ndarray = HETROMBOPAG_V
 
     def __post_init__(self):
-        positive("ka", self.ka, "1/h")
-        positive("cl", self.cl, "L/h")
-        positive("v", self.v, "L")
+        check_parameters(self.ka, self.cl, self.v)
 
     @property
     def k(self):

@@ -9,17 +9,31 @@ layout every pharmacometric tool reads.
 Regimen: 5 mg every 24 h x3 from 0 h
 >>> Regimen.steps([(0, 2.5), (48, 5)], until_h=96)
 Regimen: 2.5 mg every 24 h x2 from 0 h; 5 mg every 24 h x2 from 48 h
+
+Every constructor refuses what cannot be a schedule (negative, missing or
+infinite numbers, text or True/False where a number belongs, a schedule that
+ends before it starts) and what is implausible: doses above
+:data:`pkpd.checks.MAX_DOSE_MG`, times past :data:`pkpd.checks.MAX_HORIZON_H`
+(20 years) and more than :data:`pkpd.checks.MAX_DOSE_EVENTS` doses, all
+checked before any dose is built.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .checks import PKPDInputError, finite, nonnegative, positive, sorted_times
+from . import checks
+from .checks import (
+    MAX_HORIZON_H, PKPDInputError, dose_count, dose_mg, nonnegative, plain, positive, real,
+    sorted_times, within_horizon,
+)
 
 #: Columns of a NONMEM-style event record, in the order they are written.
 RECORD_COLUMNS = ["ID", "TIME", "AMT", "EVID", "MDV", "CMT", "II", "ADDL", "SS", "DV"]
@@ -53,29 +67,56 @@ class Regimen:
     doses: tuple[Dose, ...] = ()
 
     def __post_init__(self):
-        checked = []
-        for d in self.doses:
-            d = Dose(*d)
-            nonnegative("dose time", d.time, "h")
-            nonnegative("dose amount", d.amount, "mg")
-            if d.ss not in (0, 1, 2):
-                raise PKPDInputError(f"SS must be 0, 1 or 2; got {d.ss!r}. Use 0 for no steady state.")
-            if d.ss and not (np.isfinite(d.ii) and d.ii > 0):
-                raise PKPDInputError(
-                    f"a steady-state dose (SS={d.ss}) at {d.time} h needs II > 0; got II={d.ii!r}. "
-                    "Give the dosing interval in hours."
-                )
-            # ii only means something for a steady-state dose (it is 0 in NONMEM records otherwise).
-            ii = float(d.ii) if d.ss else 0.0
-            checked.append(Dose(float(d.time), float(d.amount), int(d.ss), ii, bool(d.reset)))
+        raw = self.doses
+        if isinstance(raw, (str, bytes, Dose)) or not hasattr(raw, "__iter__"):
+            raise PKPDInputError(
+                f"Regimen doses must be a sequence of Dose(time_h, amount_mg, ...); got {raw!r}. "
+                "Build one with Regimen.single, daily, repeated, steps or from_doses."
+            )
+        # One past the limit is enough to refuse, even from an endless generator.
+        raw = raw if hasattr(raw, "__len__") else tuple(itertools.islice(raw, checks.MAX_DOSE_EVENTS + 1))
+        dose_count("Regimen", len(raw))
+        given = [d if type(d) is Dose else _as_dose(i, d) for i, d in enumerate(raw)]
+        if not given:
+            object.__setattr__(self, "doses", ())
+            return
+        # Checked column by column: an error names the first bad dose by its element index.
+        time_col, amount_col, ss_col, ii_col, reset_col = zip(*given)
+        times = within_horizon("dose time", nonnegative("dose time", real("dose time", time_col, "h"), "h"))
+        amounts = dose_mg("dose amount", amount_col)
+        i = _first_outside(ss_col, (0, 1, 2), bools=False)
+        if i is not None:
+            raise PKPDInputError(
+                f"SS must be 0, 1 or 2; got {plain(ss_col[i])!r} (dose {i} at {times[i]:g} h). Use 0 for no steady state."
+            )
+        i = _first_outside(reset_col, (0, 1), bools=True)
+        if i is not None:
+            raise PKPDInputError(
+                f"reset must be True or False; got {plain(reset_col[i])!r} (dose {i} at {times[i]:g} h). "
+                "True empties the system before this dose (NONMEM EVID 4)."
+            )
+        ss = np.array(ss_col, dtype=int)
+        ii = within_horizon("II", nonnegative("II", real("II", ii_col, "h"), "h"))
+        no_ii = (ss > 0) & ~(ii > 0)
+        if no_ii.any():
+            i = int(np.flatnonzero(no_ii)[0])
+            raise PKPDInputError(
+                f"a steady-state dose (SS={ss[i]}) at {times[i]:g} h needs II > 0; got II={plain(ii_col[i])!r}. "
+                "Give the dosing interval in hours."
+            )
+        # ii only means something for a steady-state dose (it is 0 in NONMEM records otherwise).
+        ii = np.where(ss > 0, ii, 0.0)
+        reset = np.array(reset_col, dtype=bool)
         # Stable sort keeps the given order of simultaneous doses.
-        object.__setattr__(self, "doses", tuple(sorted(checked, key=lambda d: d.time)))
+        order = np.argsort(times, kind="stable")
+        columns = (times[order].tolist(), amounts[order].tolist(), ss[order].tolist(), ii[order].tolist(), reset[order].tolist())
+        object.__setattr__(self, "doses", tuple(map(Dose._make, zip(*columns))))
 
     # ----------------------------------------------------------- construction
     @classmethod
     def single(cls, dose_mg: float, at_h: float = 0.0) -> "Regimen":
         """One dose of ``dose_mg`` mg at ``at_h`` hours."""
-        return cls((Dose(at_h, dose_mg),))
+        return cls((Dose(_time("Regimen.single: at_h", at_h), _dose("Regimen.single: dose_mg", dose_mg)),))
 
     @classmethod
     def repeated(
@@ -86,19 +127,38 @@ class Regimen:
         ``steady_state=True`` makes the first dose a NONMEM SS=1 dose: the system
         is already at steady state of this regimen when it starts.
         """
-        positive("interval_h", interval_h, "h")
-        if int(n) != n or n < 1:
-            raise PKPDInputError(f"n (number of doses) must be a whole number >= 1; got {n!r}.")
-        times = start_h + interval_h * np.arange(int(n))
-        doses = [Dose(t, dose_mg) for t in times]
-        if steady_state:
-            doses[0] = Dose(times[0], dose_mg, 1, interval_h)
-        return cls(tuple(doses))
+        return cls._repeated("Regimen.repeated", dose_mg, interval_h, n, start_h, steady_state, "n")
 
     @classmethod
     def daily(cls, dose_mg: float, days: int, start_h: float = 0.0, steady_state: bool = False) -> "Regimen":
         """Once-daily dosing: ``dose_mg`` mg every 24 h for ``days`` days."""
-        return cls.repeated(dose_mg, 24.0, days, start_h, steady_state)
+        return cls._repeated("Regimen.daily", dose_mg, 24.0, days, start_h, steady_state, "days")
+
+    @classmethod
+    def _repeated(cls, where, dose_mg, interval_h, n, start_h, steady_state, n_name) -> "Regimen":
+        dose = _dose(f"{where}: dose_mg", dose_mg)
+        interval = float(positive(f"{where}: interval_h", real(f"{where}: interval_h", interval_h, "h"), "h"))
+        start = _time(f"{where}: start_h", start_h)
+        if not _is_whole(n) or n < 1:
+            what = "number of days" if n_name == "days" else "number of doses"
+            raise PKPDInputError(f"{where}: {n_name} ({what}) must be a whole number >= 1; got {plain(n)!r}.")
+        if not isinstance(steady_state, (bool, np.bool_)):
+            raise PKPDInputError(f"{where}: steady_state must be True or False; got {plain(steady_state)!r}.")
+        # Both limits are checked before a single dose is built.
+        count = float(n) if n < 1e300 else math.inf
+        last = start + interval * (count - 1)
+        if last > MAX_HORIZON_H:
+            raise PKPDInputError(
+                f"{where}: {n_name}={plain(n)!r} every {interval:g} h from {start:g} h puts the last dose at {last:.6g} h, "
+                f"past the 20-year limit of {MAX_HORIZON_H:g} h (pkpd.checks.MAX_HORIZON_H). Times are in hours; "
+                "check the unit, or split a longer study into consecutive runs."
+            )
+        dose_count(f"{where}: {n_name}={plain(n)!r}", count)
+        times = start + interval * np.arange(int(n))
+        doses = [Dose(t, dose) for t in times]
+        if steady_state:
+            doses[0] = Dose(times[0], dose, 1, interval)
+        return cls(tuple(doses))
 
     @classmethod
     def steps(
@@ -107,28 +167,60 @@ class Regimen:
         """Dose changes at given times: ``levels`` is ``[(time_h, dose_mg), ...]``.
 
         Each level is given every ``interval_h`` hours from its time until the next
-        level starts (or ``until_h``).  A level of 0 mg is an interruption.
+        level starts (or ``until_h``).  A level of 0 mg is an interruption.  The
+        pairs may come in any order, but each time only once, and ``until_h``
+        must come after the last of them.
         """
-        levels = sorted((float(t), float(a)) for t, a in levels)
-        if not levels:
-            raise PKPDInputError("levels is empty; give at least one (time_h, dose_mg) pair.")
-        positive("interval_h", interval_h, "h")
-        ends = [t for t, _ in levels[1:]] + [float(until_h)]
+        where = "Regimen.steps"
+        if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+            raise PKPDInputError(f"{where}: levels must be a list of (time_h, dose_mg) pairs; got {levels!r}.")
+        # Counted before any is checked: each step is at least one dose or an interruption.
+        given = list(itertools.islice(levels, checks.MAX_DOSE_EVENTS + 1))
+        dose_count(f"{where}: levels", len(given))
+        pairs = []
+        for i, pair in enumerate(given):
+            if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+                raise PKPDInputError(f"{where}: step {i} must be a (time_h, dose_mg) pair; got {plain(pair)!r}.")
+            t = _time(f"{where}: step {i} time", pair[0])
+            a = _dose(f"{where}: step {i} level", pair[1], "Use 0 mg for an interruption.")
+            pairs.append((t, a, i))
+        if not pairs:
+            raise PKPDInputError(f"{where}: levels is empty; give at least one (time_h, dose_mg) pair.")
+        interval = float(positive(f"{where}: interval_h", real(f"{where}: interval_h", interval_h, "h"), "h"))
+        until = _time(f"{where}: until_h", until_h)
+        pairs.sort()
+        for (t0, _, i0), (t1, _, i1) in zip(pairs, pairs[1:]):
+            if t1 == t0:
+                raise PKPDInputError(
+                    f"{where}: steps {min(i0, i1)} and {max(i0, i1)} both start at {t0:g} h; "
+                    "give each time once, with the dose that applies from then on."
+                )
+        t_last, _, i_last = pairs[-1]
+        if until <= t_last:
+            raise PKPDInputError(
+                f"{where}: until_h ({until:g} h) must be after every step's time; step {i_last} starts at "
+                f"{t_last:g} h. Set until_h to the end of dosing."
+            )
+        ends = [t for t, _, _ in pairs[1:]] + [until]
+        # Count before building: n doses in [start, end) every interval.
+        counts = [np.ceil((end - start) / interval - 1e-9) if a > 0 else 0.0 for (start, a, _), end in zip(pairs, ends)]
+        dose_count(f"{where}: interval_h={interval:g} h up to until_h={until:g} h", float(sum(counts)))
         doses = []
-        for (start, amount), end in zip(levels, ends):
+        for (start, amount, _), end in zip(pairs, ends):
             if amount > 0:
-                doses += [Dose(t, amount) for t in np.arange(start, end - 1e-9, interval_h)]
+                doses += [Dose(t, amount) for t in np.arange(start, end - 1e-9, interval)]
         return cls(tuple(doses))
 
     @classmethod
     def from_doses(cls, times_h, amounts_mg) -> "Regimen":
         """Doses at arbitrary times: ``times_h`` and ``amounts_mg`` of equal length."""
-        times = sorted_times("times_h", times_h)
-        amounts = nonnegative("amounts_mg", amounts_mg, "mg")
+        times = within_horizon("times_h", sorted_times("times_h", real("times_h", times_h, "h")))
+        amounts = dose_mg("amounts_mg", amounts_mg)
         if amounts.shape != times.shape:
             raise PKPDInputError(
                 f"times_h and amounts_mg must have the same length; got {times.size} and {amounts.size}."
             )
+        dose_count("Regimen.from_doses", times.size)
         return cls(tuple(Dose(t, a) for t, a in zip(times, amounts)))
 
     # ----------------------------------------------------------- operations
@@ -139,12 +231,18 @@ class Regimen:
 
     def shift(self, hours: float) -> "Regimen":
         """The same regimen started ``hours`` later."""
+        hours = float(real("Regimen.shift: hours", hours, "h"))
         return Regimen(tuple(d._replace(time=d.time + hours) for d in self.doses))
 
     def interrupt(self, start_h: float, end_h: float) -> "Regimen":
         """Drop the doses given in ``[start_h, end_h)`` (a treatment interruption)."""
-        if end_h < start_h:
-            raise PKPDInputError(f"interrupt end_h ({end_h} h) is before start_h ({start_h} h); swap them.")
+        start_h = _time("Regimen.interrupt: start_h", start_h)
+        end_h = _time("Regimen.interrupt: end_h", end_h)
+        if end_h <= start_h:
+            raise PKPDInputError(
+                f"interrupt end_h ({end_h:g} h) is before start_h ({start_h:g} h) or equal to it, so nothing "
+                "would be interrupted; give start_h < end_h."
+            )
         return Regimen(tuple(d for d in self.doses if not (start_h <= d.time < end_h)))
 
     # ----------------------------------------------------------- views
@@ -215,20 +313,41 @@ class Regimen:
             records[name].to_numpy() if name in records else np.full(n, default)
         )
         evid = column("EVID", 1)
-        doses = []
+        known = np.isin(evid, [0, 1, 2, 3, 4])
+        if not known.all():
+            i = int(np.flatnonzero(~known)[0])
+            raise PKPDInputError(
+                f"EVID (record {i + 1}) must be 0, 1, 2, 3 or 4; got {plain(evid[i])!r}. Use 1 for a dose, 0 for an observation."
+            )
+        rows = []
+        total = 0.0
         for i in np.flatnonzero(np.isin(evid, [1, 4])):
             where = f"dose record {i + 1}"
-            time = float(finite(f"TIME ({where})", column("TIME", 0.0)[i], "h"))
-            amount = float(finite(f"AMT ({where})", column("AMT", 0.0)[i], "mg"))
-            ii = float(nonnegative(f"II ({where})", column("II", 0.0)[i], "h"))
-            addl = float(nonnegative(f"ADDL ({where})", column("ADDL", 0)[i]))
-            ss = float(finite(f"SS ({where})", column("SS", 0)[i]))
+            time = _time(f"TIME ({where})", column("TIME", 0.0)[i])
+            amount = _dose(f"AMT ({where})", column("AMT", 0.0)[i])
+            ii = float(within_horizon(f"II ({where})", nonnegative(f"II ({where})", real(f"II ({where})", column("II", 0.0)[i], "h"), "h")))
+            addl = float(nonnegative(f"ADDL ({where})", real(f"ADDL ({where})", column("ADDL", 0)[i])))
+            ss = float(real(f"SS ({where})", column("SS", 0)[i]))
             if addl != int(addl):
                 raise PKPDInputError(f"ADDL ({where}) must be a whole number; got {addl!r}.")
+            if ss not in (0, 1, 2):
+                raise PKPDInputError(f"SS ({where}) must be 0, 1 or 2; got {ss:g}. Use 0 for no steady state.")
             if addl and ii <= 0:
                 raise PKPDInputError(f"ADDL={addl:g} at TIME={time} needs II > 0; got II={ii}. Set II to the dosing interval (h).")
-            doses.append(Dose(time, amount, int(ss), ii if ss else 0.0, int(evid[i]) == 4))
-            doses += [Dose(time + k * ii, amount) for k in range(1, int(addl) + 1)]
+            last = time + addl * ii
+            if last > MAX_HORIZON_H:
+                raise PKPDInputError(
+                    f"ADDL={addl:g} every II={ii:g} h from TIME={time:g} h ({where}) puts the last dose at {last:.6g} h, "
+                    f"past the 20-year limit of {MAX_HORIZON_H:g} h (pkpd.checks.MAX_HORIZON_H); check the time unit (hours)."
+                )
+            total += 1 + addl
+            dose_count(f"dose records up to {where} (ADDL expanded)", total)
+            rows.append((time, amount, ii, int(addl), int(ss), int(evid[i]) == 4))
+        # Expanded only once every record has been checked.
+        doses = []
+        for time, amount, ii, addl, ss, reset in rows:
+            doses.append(Dose(time, amount, ss, ii if ss else 0.0, reset))
+            doses += [Dose(time + k * ii, amount) for k in range(1, addl + 1)]
         return cls(tuple(doses))
 
 
@@ -247,6 +366,59 @@ def _runs(doses: tuple[Dose, ...]) -> list[list[Dose]]:
                 continue
         runs.append([d])
     return runs
+
+
+def _as_dose(i: int, d) -> Dose:
+    try:
+        return Dose(*d)
+    except TypeError:
+        raise PKPDInputError(f"Regimen dose {i} must be Dose(time_h, amount_mg[, ss, ii, reset]); got {d!r}.") from None
+
+
+def _first_outside(column, allowed, bools: bool) -> int | None:
+    """Index of the first value not in ``allowed`` (or a bool, unless ``bools``), else None."""
+    try:  # fast path for the usual all-valid column
+        ok = set(column) <= set(allowed) and (bools or not {bool, np.bool_} & set(map(type, column)))
+    except TypeError:  # unhashable values
+        ok = False
+    if ok:
+        return None
+    for i, x in enumerate(column):
+        if (not bools and isinstance(x, (bool, np.bool_))) or not any(_same(x, a) for a in allowed):
+            return i
+    return None
+
+
+def _same(x, a) -> bool:
+    try:
+        return bool(x == a)
+    except (TypeError, ValueError):
+        return False
+
+
+def _time(name: str, value) -> float:
+    """A time in hours: a number, >= 0 and within :data:`pkpd.checks.MAX_HORIZON_H`."""
+    arr = within_horizon(name, nonnegative(name, real(name, value, "h"), "h"))
+    if arr.ndim:
+        raise PKPDInputError(f"{name} must be one number (h); got {value!r}.")
+    return float(arr)
+
+
+def _dose(name: str, value, negative_fix: str = "Use a value of zero or more.") -> float:
+    """A dose in mg: a number, >= 0 and within :data:`pkpd.checks.MAX_DOSE_MG`."""
+    arr = dose_mg(name, value, negative_fix)
+    if arr.ndim:
+        raise PKPDInputError(f"{name} must be one number (mg); got {value!r}.")
+    return float(arr)
+
+
+def _is_whole(x) -> bool:
+    """A whole number given as an int or an integral float (not a bool, not text)."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    if isinstance(x, (numbers.Integral,)):
+        return True
+    return isinstance(x, (numbers.Real,)) and np.isfinite(x) and float(x) == int(x)
 
 
 def _fmt(x: float) -> str:

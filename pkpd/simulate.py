@@ -4,15 +4,23 @@
 DataFrame; :func:`simulate_population` draws (or takes) individual parameters
 and simulates all subjects at once, vectorised, returning an
 ``xarray.Dataset`` with dimensions (``id``, ``time``).
+
+Inputs are checked before any work: report times within
+:data:`pkpd.checks.MAX_HORIZON_H` (20 years), results within
+:data:`pkpd.checks.MAX_RESULT_BYTES` (subjects x report times), a whole
+population size n >= 1 and a seed that is an int >= 0, None or a numpy
+Generator.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .checks import PKPDInputError, sorted_times
+from .checks import PKPDInputError, plain, real, report_cells, sorted_times, within_horizon
 from .models import PARAMETER_UNITS, PARAMETERS, PKPDModel
 from .pd import PKPDSolver, TransitParams
 from .regimen import Regimen
@@ -44,6 +52,43 @@ def _check_regimen(regimen: Regimen) -> None:
         )
 
 
+def _report_times(where: str, times, n_subjects: int) -> np.ndarray:
+    """Report times, h: a non-empty 1-D sorted sequence of numbers in [0, MAX_HORIZON_H],
+    few enough for ``n_subjects`` (the size is checked before the values)."""
+    try:
+        size = np.size(times)
+    except ValueError:  # ragged nesting: real() below names it
+        size = 0
+    report_cells(where, n_subjects, size)
+    arr = real(f"{where}: times", times, "h")
+    if arr.ndim != 1 or arr.size == 0:
+        raise PKPDInputError(
+            f"{where}: times must be a non-empty 1-D sequence of report times in h; got shape {arr.shape}. "
+            "Give e.g. np.arange(0, 169, 24.0)."
+        )
+    return within_horizon(f"{where}: times", sorted_times(f"{where}: times", arr))
+
+
+def _population_size(n) -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1:
+        raise PKPDInputError(
+            f"population size n must be a whole number >= 1 (an int); got {plain(n)!r}. Give the number of subjects, e.g. n=100."
+        )
+    return int(n)
+
+
+def _generator(seed) -> np.random.Generator:
+    """``seed``: None (fresh entropy), an int >= 0, a SeedSequence, a BitGenerator or a Generator."""
+    if isinstance(seed, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)) or seed is None:
+        return np.random.default_rng(seed)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and seed >= 0:
+        return np.random.default_rng(int(seed))
+    raise PKPDInputError(
+        f"seed must be a whole number >= 0, None or a numpy Generator; got {plain(seed)!r}. "
+        "Give e.g. seed=1 for a reproducible run."
+    )
+
+
 def simulate(model: PKPDModel, regimen: Regimen, times) -> pd.DataFrame:
     """Simulate one subject at the model's typical values.
 
@@ -51,7 +96,7 @@ def simulate(model: PKPDModel, regimen: Regimen, times) -> pd.DataFrame:
     (h), ``conc`` (ng/mL) and ``platelets`` (10^9/L).
     """
     _check_regimen(regimen)
-    times = sorted_times("times", times)
+    times = _report_times("simulate", times, 1)
     conc, plt, _ = solver_for(model.typical_parameters()).run(regimen.times, regimen.amounts, times)
     return pd.DataFrame({"time": times, "conc": conc[0], "platelets": plt[0]})
 
@@ -79,11 +124,25 @@ def simulate_population(
     ``result.to_dataframe()`` gives the long (tidy) table.
     """
     _check_regimen(regimen)
-    times = sorted_times("times", times)
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
+    if not isinstance(observed, (bool, np.bool_)):
+        raise PKPDInputError(f"observed must be True or False; got {plain(observed)!r}.")
     if parameters is None:
         if n is None:
             raise PKPDInputError("give either n (population size) or parameters (one row per subject).")
+        n = _population_size(n)
+    elif n is not None:
+        raise PKPDInputError(
+            f"give n (population size) or parameters, not both; got n={plain(n)!r} and parameters. "
+            "Leave n out: the population is one subject per row of parameters."
+        )
+    elif not isinstance(parameters, pd.DataFrame):
+        raise PKPDInputError(
+            f"parameters must be a pandas DataFrame with one row per subject; got {type(parameters).__name__}."
+        )
+    # Sizes are checked before anything is drawn or allocated.
+    times = _report_times("simulate_population", times, n if parameters is None else len(parameters))
+    if parameters is None:
         parameters = model.sample_parameters(n, seed=rng)
     else:
         unknown = [c for c in parameters.columns if c not in (*PARAMETERS, "ID", "responder")]

@@ -258,3 +258,49 @@ def test_negative_or_unsorted_times_raise():
         concentrations(Regimen.single(5.0), [0.0, 5.0, 3.0], KA, CL, V)
     with pytest.raises(PKPDInputError, match=r"times must be a finite number.*nan"):
         OneCompartmentOral().concentration(Regimen.single(5.0), [0.0, np.nan])
+
+
+def test_largest_accepted_dose_is_finite_and_exact_and_1e308_is_refused():
+    """1e308 mg used to give inf ng/mL (and NaN platelets downstream); the
+    MAX_DOSE_MG limit itself still follows the Bateman function exactly."""
+    from pkpd.checks import MAX_DOSE_MG
+
+    t = np.array([0.5, 8.0, 72.0])
+    k = CL / V
+    bateman = MAX_DOSE_MG * KA / (V * (KA - k)) * (np.exp(-k * t) - np.exp(-KA * t)) * 1000.0
+    close(OneCompartmentOral().concentration(Regimen.single(MAX_DOSE_MG), t), bateman, rtol=1e-12)
+    with pytest.raises(PKPDInputError, match=r"dose_mg must be <= 100000 \(in mg\); got 1e\+308.*MAX_DOSE_MG"):
+        Regimen.single(1e308)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"ka": True}, r"^ka must be a number \(in 1/h\); got True"),
+        ({"cl": "7.66"}, r"^cl must be a number \(in L/h\); got '7.66'"),
+        ({"v": None}, r"^v must be a number \(in L\); got None"),
+        ({"ka": [0.3, 0.4], "cl": [1.0, 2.0, 3.0]}, r"one length.*'ka': \(2,\), 'cl': \(3,\)"),
+        ({"ka": np.ones((2, 2))}, r"1-D arrays over subjects.*'ka': \(2, 2\)"),
+        ({"cl": 1e300, "v": 1e-300}, r"k = cl/v must be a finite number > 0 \(1/h\); got inf from cl=1e\+300 L/h"),
+        ({"cl": 1e-300, "v": 1e300}, r"k = cl/v must be a finite number > 0 \(1/h\); got 0.0"),
+    ],
+)
+def test_parameters_that_are_not_numbers_or_do_not_fit_together_are_refused(params, match):
+    """Before, True and "7.66" were read as 1 and 7.66, mismatched arrays failed
+    inside numpy, and cl/v overflowing to inf gave NaN concentrations."""
+    with pytest.raises(PKPDInputError, match=match):
+        OneCompartmentOral(**params)
+    with pytest.raises(PKPDInputError, match=match):
+        concentrations(Regimen.single(5.0), [0.0, 1.0], **{"ka": KA, "cl": CL, "v": V, **params})
+
+
+def test_times_past_the_horizon_a_non_regimen_and_oversized_results_are_refused():
+    from pkpd.checks import MAX_HORIZON_H
+
+    assert OneCompartmentOral().concentration(Regimen.single(5.0), [0.0, MAX_HORIZON_H])[1] >= 0
+    with pytest.raises(PKPDInputError, match=r"times must be <= 175320 \(in h\); got 1000000000.0.*MAX_HORIZON_H"):
+        OneCompartmentOral().concentration(Regimen.single(5.0), [0.0, 1e9])
+    with pytest.raises(PKPDInputError, match=r"regimen must be a pkpd.Regimen; got list"):
+        concentrations([(0, 5.0)], [0.0, 1.0], KA, CL, V)
+    with pytest.raises(PKPDInputError, match=r"10,000 subjects x 20,000 report times.*1.6 GB.*MAX_RESULT_BYTES"):
+        concentrations(Regimen.single(5.0), np.zeros(20_000), np.full(10_000, KA), CL, V)

@@ -131,13 +131,13 @@ def test_from_records_expands_addl_and_ignores_non_doses():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: Regimen.single(-5), r"dose amount must be >= 0.*-5"),
-        (lambda: Regimen.single(5, at_h=-1), r"dose time must be >= 0.*-1"),
-        (lambda: Regimen.single(np.nan), r"dose amount must be a finite number.*nan"),
+        (lambda: Regimen.single(-5), r"Regimen.single: dose_mg must be >= 0.*-5"),
+        (lambda: Regimen.single(5, at_h=-1), r"Regimen.single: at_h must be >= 0.*-1"),
+        (lambda: Regimen.single(np.nan), r"Regimen.single: dose_mg must be a finite number.*nan"),
         (lambda: Regimen((Dose(0, 5, 3, 24),)), r"SS must be 0, 1 or 2; got 3"),
         (lambda: Regimen((Dose(0, 5, 1, 0.0),)), r"SS=1.*needs II > 0; got II=0.0"),
         (lambda: Regimen.repeated(5, 24, 2.5), r"n \(number of doses\).*2.5"),
-        (lambda: Regimen.repeated(5, -24, 2), r"interval_h must be > 0.*-24"),
+        (lambda: Regimen.repeated(5, -24, 2), r"Regimen.repeated: interval_h must be > 0.*-24"),
         (lambda: Regimen.daily(5, 3).interrupt(48, 24), r"end_h \(24 h\) is before start_h \(48 h\)"),
         (lambda: Regimen.daily(5, 3).shift(-12), r"dose time must be >= 0.*-12"),
         (lambda: Regimen.steps([], until_h=10), r"levels is empty"),
@@ -168,3 +168,110 @@ def test_from_records_positional_and_checked():
         Regimen.from_records(records)
     with pytest.raises(PKPDInputError, match="ADDL"):
         Regimen.from_records(pd.DataFrame({"TIME": [0.0], "AMT": [5.0], "ADDL": [2.5], "II": [24.0]}))
+
+
+# ---------------------------------------------------------------- impossible and implausible schedules
+@pytest.mark.parametrize("level, shown", [(-2.5, "-2.5"), (np.nan, "nan"), (np.inf, "inf"), (True, "True"), ("5", "'5'")])
+def test_steps_refuse_a_bad_level_instead_of_dropping_it(level, shown):
+    """A negative or missing level used to give an empty regimen without a word."""
+    with pytest.raises(PKPDInputError, match=rf"^Regimen.steps: step 1 level must be .*got {shown}"):
+        Regimen.steps([(0, 5), (48, level)], until_h=96)
+
+
+def test_steps_refuse_schedules_that_end_before_they_start_or_repeat_a_time():
+    with pytest.raises(PKPDInputError, match=r"until_h \(24 h\) must be after.*step 0 starts at 48 h"):
+        Regimen.steps([(48, 5)], until_h=24)
+    with pytest.raises(PKPDInputError, match=r"until_h \(48 h\) must be after.*step 1 starts at 48 h"):
+        Regimen.steps([(0, 5), (48, 2.5)], until_h=48)
+    with pytest.raises(PKPDInputError, match=r"steps 0 and 2 both start at 24 h"):
+        Regimen.steps([(24, 5), (0, 1), (24, 2.5)], until_h=96)
+
+
+def test_dose_limit_is_checks_max_dose_mg():
+    """1e308 mg used to give infinite concentrations; the limit itself is accepted."""
+    from pkpd.checks import MAX_DOSE_MG
+
+    assert Regimen.single(MAX_DOSE_MG).total_mg == MAX_DOSE_MG
+    for make in (lambda: Regimen.single(1e308), lambda: Regimen.daily(np.nextafter(MAX_DOSE_MG, np.inf), 2),
+                 lambda: Regimen.from_doses([0, 24], [5, 1e308]), lambda: Regimen((Dose(0, 1e308),))):
+        with pytest.raises(PKPDInputError, match=r"must be <= 100000 \(in mg\); got .*MAX_DOSE_MG"):
+            make()
+
+
+def test_horizon_limit_is_checks_max_horizon_h():
+    from pkpd.checks import MAX_HORIZON_H
+
+    assert Regimen.single(5, at_h=MAX_HORIZON_H).times[0] == MAX_HORIZON_H
+    assert len(Regimen.daily(5, 7305)) == 7305  # 20 years of daily doses
+    with pytest.raises(PKPDInputError, match=r"at_h must be <= 175320 \(in h\).*MAX_HORIZON_H"):
+        Regimen.single(5, at_h=np.nextafter(MAX_HORIZON_H, np.inf))
+    assert Regimen.daily(5, 7306).times[-1] == MAX_HORIZON_H
+    with pytest.raises(PKPDInputError, match=r"days=7307 .*last dose at 175344 h.*MAX_HORIZON_H"):
+        Regimen.daily(5, 7307)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Regimen.daily(5, 10**8), r"days=100000000 .*MAX_HORIZON_H"),
+        (lambda: Regimen.repeated(5, 1e-6, 10**9), r"n=1000000000 would give 1,000,000,000 doses.*MAX_DOSE_EVENTS"),
+        (lambda: Regimen.steps([(0, 5)], until_h=1000, interval_h=1e-6), r"1,000,000,000 doses.*MAX_DOSE_EVENTS"),
+        (lambda: Regimen.from_records(pd.DataFrame([record(0, 5, ii=24, addl=10**12)])), r"ADDL=1e\+12.*MAX_HORIZON_H"),
+        (lambda: Regimen.from_records(pd.DataFrame([record(0, 5, ii=0.5, addl=2 * 10**5)])), r"200,001 doses"),
+    ],
+)
+def test_schedules_that_used_to_hang_are_refused_before_any_dose_is_built(make, match):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(PKPDInputError, match=match):
+        make()
+    assert time.perf_counter() - start < 1.0  # measured well under 0.1 s; they used to run for hours
+
+
+def test_dose_count_limit_counts_the_doses_that_would_be_built(monkeypatch):
+    """The count is computed before building, so it must equal what would be built."""
+    import pkpd.checks
+
+    monkeypatch.setattr(pkpd.checks, "MAX_DOSE_EVENTS", 10)
+    assert len(Regimen.repeated(5, 1, 10)) == 10
+    assert len(Regimen.steps([(0, 5), (5, 2.5)], until_h=10, interval_h=1)) == 10
+    with pytest.raises(PKPDInputError, match="11 doses"):
+        Regimen.repeated(5, 1, 11)
+    with pytest.raises(PKPDInputError, match="11 doses"):
+        Regimen.steps([(0, 5), (5, 2.5)], until_h=10.5, interval_h=1)
+    assert len(Regimen.steps([(0, 5), (5, 0), (8, 1)], until_h=13, interval_h=1)) == 10  # 0 mg adds no dose
+    with pytest.raises(PKPDInputError, match="11 doses"):
+        Regimen.from_records(pd.DataFrame([record(0, 5, ii=1, addl=5), record(10, 5, ii=1, addl=4)]))
+    with pytest.raises(PKPDInputError, match="11 doses"):
+        Regimen.repeated(5, 1, 6) + Regimen.repeated(5, 1, 5, start_h=100)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Regimen.single(True), r"dose_mg must be a number.*got True"),
+        (lambda: Regimen.daily(5, True), r"days \(number of days\) must be a whole number >= 1; got True"),
+        (lambda: Regimen.repeated(5, 24, np.nan), r"n \(number of doses\).*got nan"),
+        (lambda: Regimen.repeated(5, 24, 3, steady_state="no"), r"steady_state must be True or False; got 'no'"),
+        (lambda: Regimen.daily(5, 3).interrupt(np.nan, 24), r"interrupt: start_h must be a finite number.*nan"),
+        (lambda: Regimen.daily(5, 3).interrupt(24, 24), r"end_h \(24 h\) is before start_h \(24 h\) or equal"),
+        (lambda: Regimen((Dose(0, 5, True, 24),)), r"SS must be 0, 1 or 2; got True"),
+        (lambda: Regimen((Dose(0, 5, 0, 0, "yes"),)), r"reset must be True or False; got 'yes'"),
+        (lambda: Regimen((Dose(0, 5), Dose(1, 5, 0, np.nan))), r"II must be a finite number.*nan \(element 1\)"),
+        (lambda: Regimen("abc"), r"doses must be a sequence of Dose"),
+        (lambda: Regimen.from_records(pd.DataFrame([record(0, 5, ss=1.5, ii=24)])), r"SS \(dose record 1\).*1.5"),
+        (lambda: Regimen.from_records(pd.DataFrame([{**record(0, 5), "EVID": 7}])), r"EVID \(record 1\).*got 7"),
+    ],
+)
+def test_text_bools_and_impossible_values_are_not_read_as_numbers(make, match):
+    with pytest.raises(PKPDInputError, match=match):
+        make()
+
+
+def test_doses_from_an_iterable_are_taken_up_to_the_limit():
+    import itertools
+
+    assert Regimen(Dose(t, 5) for t in (24, 0)) == Regimen.daily(5, 2)
+    with pytest.raises(PKPDInputError, match=r"levels would give 100,001 .*MAX_DOSE_EVENTS"):
+        Regimen.steps(((t, 0) for t in itertools.count()), until_h=1)  # endless: refused, not a hang

@@ -33,11 +33,13 @@ import pandas as pd
 
 from .checks import PKPDInputError
 from .models import PARAMETERS, hetrombopag
+from .output import DEFAULT_ROOT, check_name, default_folder, write_folder
 from .titration import TitrationRule
-from .trial import ENDPOINTS, Arm, Endpoints, Trial, TrialResult, clopper_pearson
+from .trial import ENDPOINTS, Arm, Endpoints, Trial, TrialResult, _interval, clopper_pearson, percent
 
-#: Default output folder (relative to the working directory) when none is given.
-DEFAULT_OUT = Path("pkpd-results")
+#: Default parent of the output folders (relative to the working directory):
+#: a run without ``out`` writes to ``pkpd-results/<scenario name>``.
+DEFAULT_OUT = DEFAULT_ROOT
 
 # Key -> (expected type, what it means).  Types: "number", "whole", "bool",
 # "text", "numbers" (list of numbers), "pair" (two numbers).
@@ -68,7 +70,7 @@ _SCHEMA = {
     },
     "rule": {
         "ladder_mg": ("numbers", "dose levels, mg, e.g. [0, 2.5, 3.75, 5, 7.5]"),
-        "visit_every_days": ("number", "days between decision visits"),
+        "visit_every_days": ("whole", "days between decision visits"),
         "low": ("number", "step up below this, 10^9/L"),
         "high": ("number", "step down above this, 10^9/L"),
         "interrupt_above": ("number", "interrupt above this, 10^9/L"),
@@ -197,6 +199,10 @@ class Scenario:
     published: Mapping[str, Published] = field(default_factory=dict)
     path: Path | None = None
 
+    def __repr__(self) -> str:
+        where = f", from {self.path}" if self.path is not None else ""
+        return f"Scenario({self.name!r}: {self.trial!r}, seed {self.seed}, {self.replicates} replicate(s){where})"
+
     @classmethod
     def load(cls, path) -> "Scenario":
         """Read and validate a scenario TOML file."""
@@ -218,9 +224,24 @@ class Scenario:
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise PKPDInputError(f"unknown table [{key}]; {hint}allowed: {list(_TOP)}.")
         sc = _check_table(data.get("scenario", {}), "scenario", "scenario", required=("name",))
+        check_name("scenario.name", sc["name"])  # it becomes a folder name: no path text
         mo = dict(_check_table(data.get("model", {}), "model", "model"))
         tr = _check_table(data.get("trial", {}), "trial", "trial", required=("duration_days",))
         en = _check_table(data.get("endpoints", {}), "endpoints", "endpoints")
+
+        def keyed(where, schema, build, *args, **kwargs):
+            """Call ``build``; an error that starts with one of the table's keys is
+            reported as ``where.key ...``, any other as ``where: ...``."""
+            try:
+                return build(*args, **kwargs)
+            except PKPDInputError as err:
+                msg = str(err)
+                if any(msg.startswith(f"{top}.") or msg.startswith(f"{top}[") for top in _TOP):
+                    raise PKPDInputError(msg) from None  # already names its key
+                lead = any(msg.startswith(k) and not (msg[len(k):len(k) + 1].isalnum() or msg[len(k):len(k) + 1] == "_")
+                           for k in _SCHEMA[schema])
+                raise PKPDInputError(f"{where}.{msg}" if lead else f"{where}: {msg}") from None
+
         rules_raw = data.get("rules", {})
         if not isinstance(rules_raw, dict):
             raise PKPDInputError("rules must be tables [rules.NAME]; e.g. [rules.label] with ladder_mg = [0, 2.5, 5].")
@@ -231,7 +252,7 @@ class Scenario:
             body = {**body, "name": body.get("name", rname)}
             if "ladder_mg" in body:
                 body["ladder_mg"] = tuple(body["ladder_mg"])
-            rules[rname] = _wrap(where, TitrationRule, **body)
+            rules[rname] = keyed(where, "rule", TitrationRule, **body)
 
         population = mo.pop("population", "itp")
         nonresponders = mo.pop("nonresponder_fraction", None)
@@ -240,6 +261,9 @@ class Scenario:
             model = _wrap("model.nonresponder_fraction", model.with_, nonresponder_fraction=nonresponders)
 
         arms_raw = data.get("arms")
+        if isinstance(arms_raw, dict):
+            raise PKPDInputError("arms must be a list of [[arms]] tables (double brackets), one per arm; "
+                                 "got a single [arms] table. Write [[arms]] above each arm.")
         if not isinstance(arms_raw, list) or not arms_raw:
             raise PKPDInputError('arms missing: add at least one [[arms]] table with name, n and start_mg.')
         arms, published = [], {}
@@ -254,7 +278,7 @@ class Scenario:
             rule = rules.get(rname) if rname is not None else None
             if rule is not None:
                 _wrap(f"{where}.start_mg", rule.level_of, body["start_mg"], "start dose")
-            arms.append(_wrap(where, Arm, body["name"], int(body["n"]), float(body["start_mg"]), rule))
+            arms.append(keyed(f"arms[{i}]", "arm", Arm, body["name"], int(body["n"]), float(body["start_mg"]), rule))
             if pub is not None:
                 pub = _check_table(pub, "published", f"{where}.published", required=("endpoint", "responders", "n"))
                 published[body["name"]] = _wrap(f"{where}.published", Published, pub["endpoint"], int(pub["responders"]), int(pub["n"]), pub.get("source", ""))
@@ -262,11 +286,10 @@ class Scenario:
         en = {k: (tuple(v) if k == "target" else v) for k, v in en.items()}
         if en.get("primary_day") is False:
             en["primary_day"] = None
-        endpoints = _wrap("endpoints", Endpoints, **en)
-        trial = _wrap("trial", Trial, tuple(arms), model=model, endpoints=endpoints, name=sc["name"], **tr)
-        replicates = int(sc.get("replicates", 1))
-        if replicates < 1:
-            raise PKPDInputError(f"scenario.replicates must be >= 1; got {replicates}.")
+        endpoints = keyed("endpoints", "endpoints", Endpoints, **en)
+        trial = keyed("trial", "trial", Trial, tuple(arms), model=model, endpoints=endpoints, name=sc["name"], **tr)
+        # the run's size with the file's replicates, so that a check refuses what a run could not hold
+        replicates = trial.check_size(sc.get("replicates", 1), field="scenario.replicates")
         seed = sc.get("seed")
         if seed is not None and seed < 0:
             raise PKPDInputError(f"scenario.seed must be a whole number >= 0; got {seed}.")
@@ -285,6 +308,9 @@ class ScenarioResult:
     endpoints : the trial's endpoint table with, where the scenario gives a
         published result, its share, Clopper-Pearson 95% interval, source and
         whether the simulated estimate lies inside (``published_*`` columns).
+    summary() : one row per arm, the headline endpoint beside the published one.
+    comparison() : the text table of every reported endpoint (``pkpd run`` prints it).
+    plot_response() : the headline endpoint by arm beside the published interval.
     out_dir : where :meth:`save` wrote the files (None before).
     """
 
@@ -293,6 +319,31 @@ class ScenarioResult:
         self.result = result
         self.out_dir: Path | None = None
 
+    def __repr__(self) -> str:
+        res, name = self.result, self.result.headline_endpoint
+        e = self.endpoints
+        parts = []
+        for r in e[e["endpoint"] == name].itertuples():
+            text = f"{r.arm} {percent(r.estimate, name)}"
+            if pd.notna(r.published_rate):
+                text += f" (published {percent(r.published_rate)}, {'inside' if r.inside_published_interval else 'OUTSIDE'})"
+            parts.append(text)
+        where = f", saved in {self.out_dir}" if self.out_dir is not None else ""
+        return (f"<ScenarioResult {self.scenario.name!r}: {len(self.scenario.trial.arms)} arms, "
+                f"{res.replicates} replicate{'s' if res.replicates > 1 else ''}, seed {res.seed}{where}\n"
+                f" {name}: " + "; ".join(parts) + "\n .summary(), .comparison(), .endpoints, .plot_response()>")
+
+    def summary(self) -> pd.DataFrame:
+        """One row per arm: N, replicates, seed, the headline endpoint in
+        percent with its intervals and the published result beside it (see
+        :meth:`pkpd.trial.TrialResult.summary`)."""
+        return self.result.summary(published=self.scenario.published)
+
+    def plot_response(self, endpoint: str | None = None):
+        """The headline endpoint (or ``endpoint``) by arm, simulated beside
+        the published interval (see :meth:`pkpd.trial.TrialResult.plot_response`)."""
+        return self.result.plot_response(endpoint, published=self.scenario.published)
+
     def __getattr__(self, name):  # ledger, doses, platelets, per_replicate, to_nonmem, plots ...
         if name.startswith("_"):
             raise AttributeError(name)
@@ -300,7 +351,8 @@ class ScenarioResult:
 
     @property
     def endpoints(self) -> pd.DataFrame:
-        table = self.result.endpoints.copy()
+        # an endpoint with a published result is always shown, even where it is otherwise omitted
+        table = self.result._endpoint_table(keep=[p.endpoint for p in self.scenario.published.values()]).copy()
         cols = {"published_rate": np.nan, "published_low": np.nan, "published_high": np.nan}
         for c, v in cols.items():
             table[c] = v
@@ -317,65 +369,67 @@ class ScenarioResult:
         return table
 
     def comparison(self) -> str:
-        """Text table: each arm's endpoints, the published result beside."""
+        """Text table of every reported endpoint in percent: the simulated
+        value with the 95% interval of one trial of N patients, the 2.5-97.5%
+        range over the replicate trials (with several) and the published
+        result with its Clopper-Pearson 95% interval; then what each endpoint
+        means and which were left out and why."""
         t = self.endpoints
         reps = self.result.replicates
-
-        def pct(x, factor=100.0):
-            """``factor x`` as "12.3%" ("" for NaN); rounded first so a tiny negative is not "-0.0%"."""
-            return "" if pd.isna(x) else f"{round(factor * x, 1) + 0.0:5.1f}%"
-
+        rep_col = f"2.5-97.5% over {reps} replicates"
         lines = []
         for _, r in t.iterrows():
-            f = 1.0 if r["endpoint"] == "peak_rise_pct" else 100.0  # the peak rise is already in percent
-            est = f"{pct(r['estimate'], f)}  [{pct(r['trial_low'], f).strip()}, {pct(r['trial_high'], f).strip()}]"
-            rep = (f"[{pct(r['replicate_low'], f).strip()}, {pct(r['replicate_high'], f).strip()}]"
-                   if reps > 1 else "")
+            name = r["endpoint"]
             pub = ""
             if pd.notna(r["published_rate"]):
                 k = round(r["published_rate"] * r["published_n"])
                 mark = "inside" if r["inside_published_interval"] else "OUTSIDE"
-                pub = (f"{pct(r['published_rate'])} ({k}/{r['published_n']}) "
-                       f"[{pct(r['published_low']).strip()}, {pct(r['published_high']).strip()}] {mark}")
-            lines.append({"arm": r["arm"], "endpoint": r["endpoint"], "simulated [95% CI, N]": est,
-                          f"over {reps} replicates": rep, "published [95% CI]": pub})
+                pub = (f"{percent(r['published_rate'])} ({k}/{r['published_n']}) "
+                       f"{_interval(r['published_low'], r['published_high'])} {mark}")
+            lines.append({"arm": r["arm"], "endpoint": name, "N": r["n"], "simulated": percent(r["estimate"], name),
+                          "95% CI, one trial of N": _interval(r["trial_low"], r["trial_high"], name),
+                          rep_col: _interval(r["replicate_low"], r["replicate_high"], name),
+                          "published (k/N) [95% CI]": pub})
         table = pd.DataFrame(lines)
         if reps == 1:
-            table = table.drop(columns=[f"over {reps} replicates"])
+            table = table.drop(columns=[rep_col])
+        if not (table["published (k/N) [95% CI]"] != "").any():
+            table = table.drop(columns=["published (k/N) [95% CI]"])
         head = (f"{self.scenario.name}: {self.scenario.description}\n"
                 f"seed {self.result.seed}, {reps} replicate(s), N per arm: "
                 + ", ".join(f"{a.name} {a.n}" for a in self.scenario.trial.arms))
-        sources = sorted({p.source for p in self.scenario.published.values() if p.source})
-        foot = "\n".join(f"published: {s}" for s in sources)
-        return "\n".join([head, table.to_string(index=False), foot]).rstrip()
+        meaning = t.drop_duplicates("endpoint")
+        foot = ["95% CI, one trial of N: Clopper-Pearson for shares of patients, mean +- 1.96 SD/sqrt(N) for means."]
+        if reps > 1:
+            foot.append(f"{rep_col}: spread of the endpoint over {reps} simulated trials of the same design.")
+        foot += [f"{r.endpoint}: {r.description}" for r in meaning.itertuples()]
+        omitted = {k: v for k, v in self.result.omitted_endpoints.items() if k not in set(t["endpoint"])}
+        for why in dict.fromkeys(omitted.values()):
+            foot.append(f"not reported: {', '.join(k for k, w in omitted.items() if w == why)}: {why}")
+        foot += [f"published: {s}" for s in sorted({p.source for p in self.scenario.published.values() if p.source})]
+        return "\n".join([head, table.to_string(index=False), *foot]).rstrip()
 
     def save(self, out_dir=None) -> Path:
         """Write the trial outputs (see :meth:`TrialResult.save`) and
         comparison.txt; the endpoints.csv includes the published columns."""
-        out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / self.scenario.name
+        out = Path(out_dir) if out_dir is not None else default_folder(self.scenario.name)
         self.out_dir = _save(self, out)
         return self.out_dir
 
 
 def _save(res: ScenarioResult, out: Path) -> Path:
+    """One results folder: the trial's files, the endpoint table with the
+    published columns, the comparison text and a copy of the scenario file."""
     import shutil
-    import tempfile
 
-    from .trial import _replace_dir
-
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        inner = res.result.save(staging / "trial")
-        res.endpoints.to_csv(inner / "endpoints.csv", index=False)
-        (inner / "comparison.txt").write_text(res.comparison() + "\n")
+    def fill(folder: Path) -> None:
+        res.result._write_files(folder, published=res.scenario.published)
+        res.endpoints.to_csv(folder / "endpoints.csv", index=False)
+        (folder / "comparison.txt").write_text(res.comparison() + "\n")
         if res.scenario.path is not None:
-            shutil.copyfile(res.scenario.path, inner / "scenario.toml")
-        _replace_dir(inner, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+            shutil.copyfile(res.scenario.path, folder / "scenario.toml")
+
+    return write_folder(out, fill)
 
 
 def load_scenario(path) -> Scenario:

@@ -3,7 +3,7 @@
 A :class:`TitrationRule` is pure data (thresholds in 10^9/L, dose ladder in mg,
 visit interval and waiting times in days, confirmation counts), so a user can
 try another rule by editing numbers, never code.  The default is the rule of
-the shared science notes (``hetrombopag.md``), in the style of the eltrombopag
+``docs/science.md``, in the style of the eltrombopag
 label [I] (the phase III step rules were not published; Mei et al., J Hematol
 Oncol 2021;14:37 give the levels 2.5, 3.75, 5 and 7.5 mg/day and the target
 50-250 x10^9/L [R]):
@@ -13,7 +13,7 @@ Oncol 2021;14:37 give the levels 2.5, 3.75, 5 and 7.5 mg/day and the target
 * 50-250: keep the dose;
 * above 250: one level down; above 250 at the lowest level: interrupt;
 * above 400: interrupt; restart one level lower once below 150;
-* no stop rule by default (the notes' rule has none); a stop for lack of
+* no stop rule by default (the documented rule has none); a stop for lack of
   response after N days at the highest level is one field away
   (``stop_after_days_at_max=28``: the eltrombopag label discontinues after 4
   weeks at the maximum dose without response).
@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import pandas as pd
 
-from .checks import PKPDInputError, finite, nonnegative, positive
+from .checks import MAX_HORIZON_H, PKPDInputError, dose_mg, finite, nonnegative, positive
 
 #: Action names, indexed by the integer codes used in the vectorised state.
 ACTIONS = (
@@ -49,6 +49,25 @@ ACTIONS = (
     "observe",      # assessment visit on which the arm's rule makes no decision
 )
 START, HOLD, UP, DOWN, INTERRUPT, RESUME, INTERRUPTED, STOP, STOPPED, FIXED, OBSERVE = range(len(ACTIONS))
+
+
+#: Longest time span a rule accepts (visit interval, waiting times, visit days), days.
+MAX_DAYS = MAX_HORIZON_H / 24.0
+
+
+def _days(name: str, value, strictly_positive: bool = False) -> float:
+    """A finite span of days in [0, MAX_DAYS] (> 0 if ``strictly_positive``); True/False are not numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        raise PKPDInputError(f"{name} must be a number of days; got {value!r}. Write a number, e.g. {name}=14.")
+    arr = positive(name, value, "days") if strictly_positive else nonnegative(name, value, "days")
+    if arr.ndim != 0:
+        raise PKPDInputError(f"{name} must be one number of days; got {value!r}.")
+    if arr > MAX_DAYS:
+        raise PKPDInputError(
+            f"{name} must be at most {MAX_DAYS:g} days (20 years, pkpd.checks.MAX_HORIZON_H); got {value!r}. "
+            "Check the unit (days, not hours), or split a longer span into consecutive runs."
+        )
+    return float(arr)
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,9 @@ class TitrationRule:
     stop_after_days_at_max : stop treatment if the count is still below
         ``low`` after this many days at the highest level (days); None = never.
     name : a label for tables and plots.
+
+    Day fields are at most 7305 days and doses at most 100 g (the
+    plausibility limits of :mod:`pkpd.checks`).
     """
 
     ladder_mg: tuple[float, ...] = (0.0, 2.5, 3.75, 5.0, 7.5)
@@ -125,11 +147,21 @@ class TitrationRule:
     stop_after_days_at_max: float | None = None
     name: str = "label-style titration"
 
+    def __repr__(self) -> str:
+        stop = "" if self.stop_after_days_at_max is None else f", stop after {self.stop_after_days_at_max:g} d at max"
+        return (f"TitrationRule({self.name!r}: {'/'.join(f'{x:g}' for x in self.ladder_mg[1:])} mg, every "
+                f"{self.visit_every_days:g} d, target {self.low:g}-{self.high:g}, interrupt > {self.interrupt_above:g}{stop})")
+
     def __post_init__(self):
-        ladder = finite("ladder_mg", self.ladder_mg, "mg")
+        try:
+            ladder = finite("ladder_mg", self.ladder_mg, "mg")
+        except (TypeError, ValueError) as err:
+            if isinstance(err, PKPDInputError):
+                raise
+            raise PKPDInputError(f"ladder_mg must be a list of dose levels in mg, e.g. [0, 2.5, 5]; got {self.ladder_mg!r}.") from None
         if ladder.ndim != 1 or ladder.size == 0:
             raise PKPDInputError(f"ladder_mg must be a list of dose levels in mg, e.g. [0, 2.5, 5]; got {self.ladder_mg!r}.")
-        nonnegative("ladder_mg", ladder, "mg")
+        dose_mg("ladder_mg", ladder)  # >= 0 and at most pkpd.checks.MAX_DOSE_MG
         if ladder[0] != 0.0:
             ladder = np.r_[0.0, ladder]
         if ladder.size < 2 or np.any(np.diff(ladder) <= 0):
@@ -138,8 +170,12 @@ class TitrationRule:
                 "Sort the levels and remove duplicates, e.g. [0, 2.5, 3.75, 5, 7.5]."
             )
         object.__setattr__(self, "ladder_mg", tuple(float(x) for x in ladder))
-        positive("visit_every_days", self.visit_every_days, "days")
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise PKPDInputError(f"name must be a non-empty text (a label for tables); got {self.name!r}.")
+        _days("visit_every_days", self.visit_every_days, strictly_positive=True)
         for name in ("low", "high", "interrupt_above", "resume_below"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):
+                raise PKPDInputError(f"{name} must be a platelet count in 10^9/L; got {getattr(self, name)!r}.")
             positive(name, getattr(self, name), "10^9/L")
         if not self.low < self.high < self.interrupt_above:
             raise PKPDInputError(
@@ -151,8 +187,8 @@ class TitrationRule:
                 f"resume_below ({self.resume_below}) must be below interrupt_above ({self.interrupt_above}) 10^9/L, "
                 "or an interrupted patient would restart straight into another interruption; e.g. 150."
             )
-        nonnegative("step_up_after_days", self.step_up_after_days, "days")
-        nonnegative("min_days_between_changes", self.min_days_between_changes, "days")
+        _days("step_up_after_days", self.step_up_after_days)
+        _days("min_days_between_changes", self.min_days_between_changes)
         for name in ("confirm_up", "confirm_down", "confirm_interrupt", "confirm_resume", "resume_levels_down"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "resume_levels_down" else 1):
@@ -161,7 +197,7 @@ class TitrationRule:
         if not isinstance(self.interrupt_at_lowest, (bool, np.bool_)):
             raise PKPDInputError(f"interrupt_at_lowest must be true or false; got {self.interrupt_at_lowest!r}.")
         if self.stop_after_days_at_max is not None:
-            nonnegative("stop_after_days_at_max", self.stop_after_days_at_max, "days")
+            _days("stop_after_days_at_max", self.stop_after_days_at_max)
         for name in ("visit_every_days", "low", "high", "interrupt_above", "resume_below", "step_up_after_days",
                      "min_days_between_changes"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -231,6 +267,7 @@ class TitrationRule:
         ``interrupt_above``; above ``high``; stop for lack of response; below
         ``low``; otherwise hold.
         """
+        day = _days("day", day)
         y = np.asarray(observed, float)
         if y.shape != state.level.shape:
             raise PKPDInputError(f"observed has shape {y.shape} but there are {state.level.size} patients; give one count each.")
@@ -307,7 +344,8 @@ class TitrationRule:
 
         counts : observed platelets at the decision visits, 10^9/L.
         start_mg : dose from day 0, mg (on the ladder).
-        days : visit days; default every ``visit_every_days`` from the first.
+        days : visit days, > 0 and strictly increasing (day 0 is the start);
+            default every ``visit_every_days`` from the first.
 
         Returns one row per visit: ``day``, ``observed`` (10^9/L), ``action``,
         ``dose_mg`` (the dose from this visit on) — the same code path as the
@@ -321,6 +359,21 @@ class TitrationRule:
         days = finite("days", days, "days")
         if days.shape != counts.shape:
             raise PKPDInputError(f"days and counts must have the same length; got {days.size} and {counts.size}.")
+        if days.size and not 0 < days[0]:
+            raise PKPDInputError(
+                f"days must be visit days after the start (> 0; day 0 is the first dose); element 0 is {days[0].item()!r}. "
+                "Drop the baseline count or shift the days."
+            )
+        if days.size and days[-1] > MAX_DAYS:
+            raise PKPDInputError(f"days must be at most {MAX_DAYS:g} (20 years); element {days.size - 1} is {days[-1].item()!r}. "
+                                 "Check the unit (days, not hours).")
+        back = np.flatnonzero(np.diff(days) <= 0)
+        if back.size:
+            i = int(back[0]) + 1
+            raise PKPDInputError(
+                f"days must be strictly increasing (one visit per day, in order); element {i} ({days[i].item()!r}) "
+                f"comes after {days[i - 1].item()!r}. Sort the visits with their counts, and merge repeated days."
+            )
         state = self.start(start_mg, 1)
         rows = []
         for day, y in zip(days, counts):

@@ -23,19 +23,17 @@ Units: days for the design, h in NONMEM records, mg, 10^9/L.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import titration as tt
-from .checks import PKPDInputError, nonnegative, positive
+from .checks import MAX_PATIENT_DAYS, MAX_PATIENT_VISITS, PKPDInputError, dose_mg, positive
 from .models import PARAMETER_UNITS, PARAMETERS, PKPDModel, hetrombopag
 from .regimen import DEPOT_CMT, RECORD_COLUMNS
 from .simulate import solver_for
@@ -48,12 +46,20 @@ PLATELET_CMT = 3
 MAX_CHUNK = 50_000
 
 
-def _whole_days(name: str, value, allow_zero: bool = False) -> float:
-    """A whole, finite number of days (the simulation grid is daily)."""
-    arr = nonnegative(name, value, "days") if allow_zero else positive(name, value, "days")
-    if arr.ndim != 0 or arr != np.round(arr):
+def _whole_days(name: str, value) -> float:
+    """A whole number of days, 1 to 7305 (20 years; the simulation grid is daily)."""
+    days = tt._days(name, value, strictly_positive=True)
+    if days != np.round(days):
         raise PKPDInputError(f"{name} must be a whole number of days; got {value!r}. Round it to full days.")
-    return float(arr)
+    return days
+
+
+def _whole_count(name: str, value, lowest: int = 1) -> int:
+    """A whole number >= ``lowest`` (patients, replicates); 3.0 is accepted, True, 2.5, NaN and text are not."""
+    whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not whole or value < lowest:
+        raise PKPDInputError(f"{name} must be a whole number >= {lowest}; got {value!r}.")
+    return int(value)
 
 
 # ================================================================= design
@@ -72,13 +78,15 @@ class Arm:
     start_mg: float
     rule: TitrationRule | None = None
 
+    def __repr__(self) -> str:
+        rule = f", rule {self.rule.name!r}" if self.rule is not None else ""
+        return f"Arm({self.name!r}, n={self.n}, start {self.start_mg:g} mg, {self.kind}{rule})"
+
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
             raise PKPDInputError(f"arm name must be a non-empty text; got {self.name!r}.")
-        if isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1:
-            raise PKPDInputError(f"arm {self.name!r}: n (patients) must be a whole number >= 1; got {self.n!r}.")
-        object.__setattr__(self, "n", int(self.n))
-        object.__setattr__(self, "start_mg", float(nonnegative(f"arm {self.name!r} start_mg", self.start_mg, "mg")))
+        object.__setattr__(self, "n", _whole_count(f"n (patients) of arm {self.name!r}", self.n))
+        object.__setattr__(self, "start_mg", float(dose_mg(f"start_mg of arm {self.name!r}", self.start_mg)))
         if self.rule is not None:
             if not isinstance(self.rule, TitrationRule):
                 raise PKPDInputError(f"arm {self.name!r}: rule must be a TitrationRule or None; got {type(self.rule).__name__}.")
@@ -114,15 +122,18 @@ class Endpoints:
     stopped_as_nonresponders: bool = True
 
     def __post_init__(self):
-        positive("endpoints response", self.response, "10^9/L")
+        for name in ("response", "above", "below"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):
+                raise PKPDInputError(f"endpoints.{name} must be a platelet count in 10^9/L; got {getattr(self, name)!r}.")
+            positive(f"endpoints.{name}", getattr(self, name), "10^9/L")
         if self.primary_day is not None:
-            object.__setattr__(self, "primary_day", _whole_days("endpoints primary_day", self.primary_day))
-        target = positive("endpoints target", self.target, "10^9/L")
+            object.__setattr__(self, "primary_day", _whole_days("endpoints.primary_day", self.primary_day))
+        target = positive("endpoints.target", self.target, "10^9/L")
         if target.shape != (2,) or not target[0] < target[1]:
-            raise PKPDInputError(f"endpoints target must be [low, high] with low < high (10^9/L); got {self.target!r}, e.g. [50, 250].")
+            raise PKPDInputError(f"endpoints.target must be [low, high] with low < high (10^9/L); got {self.target!r}, e.g. [50, 250].")
         object.__setattr__(self, "target", (float(target[0]), float(target[1])))
-        positive("endpoints above", self.above, "10^9/L")
-        positive("endpoints below", self.below, "10^9/L")
+        if not isinstance(self.stopped_as_nonresponders, (bool, np.bool_)):
+            raise PKPDInputError(f"endpoints.stopped_as_nonresponders must be True or False; got {self.stopped_as_nonresponders!r}.")
 
 
 @dataclass(frozen=True)
@@ -130,13 +141,19 @@ class Trial:
     """A virtual trial design.
 
     arms : the arms (names unique).
-    duration_days : last day of follow-up; platelets are reported daily to it.
+    duration_days : last day of follow-up, whole days up to 7305 (20 years,
+        :data:`pkpd.checks.MAX_HORIZON_H`); platelets are simulated and
+        reported daily to it, also past the last visit when it is not a
+        multiple of ``visit_every_days``.
     visit_every_days : assessment visits every this many days (days), plus
         day 0 (baseline).  Each titrated arm also decides on its rule's days.
     treatment_days : dosing stops after this many days (None = whole trial).
     model : population model (default ``hetrombopag("itp")``).
     endpoints : endpoint definitions.
     name : label.
+
+    A design whose run would not fit in memory is refused (see
+    :meth:`check_size`).
     """
 
     arms: tuple[Arm, ...]
@@ -146,6 +163,11 @@ class Trial:
     model: PKPDModel = field(default_factory=lambda: hetrombopag("itp"))
     endpoints: Endpoints = Endpoints()
     name: str = "virtual trial"
+
+    def __repr__(self) -> str:
+        arms = ", ".join(f"{a.name} {a.n}" for a in self.arms)
+        return (f"Trial({self.name!r}: {len(self.arms)} arms [{arms}], {self.duration_days:g} days, "
+                f"visits every {self.visit_every_days:g} d, model {self.model.name}/{self.model.population})")
 
     def __post_init__(self):
         arms = tuple(self.arms)
@@ -158,23 +180,36 @@ class Trial:
         object.__setattr__(self, "arms", arms)
         duration = _whole_days("duration_days", self.duration_days)
         object.__setattr__(self, "duration_days", duration)
-        object.__setattr__(self, "visit_every_days", _whole_days("visit_every_days", self.visit_every_days))
+        visits = _whole_days("visit_every_days", self.visit_every_days)
+        if visits > duration:
+            raise PKPDInputError(
+                f"visit_every_days ({visits:g}) is longer than duration_days ({duration:g}): there would be no assessment "
+                "after baseline. Shorten the interval or extend the trial."
+            )
+        object.__setattr__(self, "visit_every_days", visits)
         if self.treatment_days is not None:
             treat = _whole_days("treatment_days", self.treatment_days)
             if treat > duration:
                 raise PKPDInputError(f"treatment_days ({treat:g}) is after duration_days ({duration:g}); shorten it or extend the trial.")
             object.__setattr__(self, "treatment_days", treat)
+        if not isinstance(self.endpoints, Endpoints):
+            raise PKPDInputError(f"endpoints must be a pkpd.Endpoints; got {type(self.endpoints).__name__}.")
         if not isinstance(self.model, PKPDModel):
             raise PKPDInputError(f"model must be a pkpd PKPDModel (e.g. pkpd.models.hetrombopag('itp')); got {type(self.model).__name__}.")
         for a in arms:
             if a.rule is not None:
-                _whole_days(f"arm {a.name!r} rule visit_every_days", a.rule.visit_every_days)
+                _whole_days(f"rule {a.rule.name!r} of arm {a.name!r}: visit_every_days", a.rule.visit_every_days)
         p = self.endpoints.primary_day
         if p is not None and p not in self.visit_days:
+            days = self.visit_days
+            shown = ", ".join(f"{d:g}" for d in days) if len(days) <= 12 else (
+                ", ".join(f"{d:g}" for d in days[:3]) + ", ..., " + f"{days[-1]:g}")
             raise PKPDInputError(
-                f"endpoints primary_day {p:g} is not a visit day {list(self.visit_days)}; "
+                f"endpoints.primary_day {p:g} is not a visit day (visits on days {shown}, every "
+                f"{self.visit_every_days:g} days to duration_days {self.duration_days:g}); "
                 "choose a visit day or change visit_every_days."
             )
+        self.check_size(1, field=None)
 
     # ------------------------------------------------------------ schedule
     @property
@@ -204,6 +239,39 @@ class Trial:
     def n_per_trial(self) -> int:
         return sum(a.n for a in self.arms)
 
+    def check_size(self, replicates=1, field: str | None = "replicates") -> int:
+        """Refuse a run of ``replicates`` trials that would not fit in memory.
+
+        The limits are :data:`pkpd.checks.MAX_PATIENT_DAYS` (patients x
+        replicates x (duration_days + 1)) and
+        :data:`pkpd.checks.MAX_PATIENT_VISITS` (patients x replicates x visit
+        days).  :meth:`run` calls it before allocating anything; call it to
+        check a number of replicates before a run.  ``field`` names the
+        setting in the message (e.g. ``"scenario.replicates"``; None: the
+        design itself, one trial).  Returns ``replicates`` as an int.
+        """
+        replicates = _whole_count(field or "replicates", replicates)
+        n, days, visits = self.n_per_trial, int(self.duration_days) + 1, self.grid().size
+        patient_days, patient_visits = n * replicates * days, n * replicates * visits
+        if patient_days <= MAX_PATIENT_DAYS and patient_visits <= MAX_PATIENT_VISITS:
+            return replicates
+        most = min(MAX_PATIENT_DAYS // (n * days), MAX_PATIENT_VISITS // (n * visits))
+        gb = (12 * patient_days + 600 * patient_visits) / 1e9  # peak bytes, see MAX_PATIENT_DAYS
+        if most >= 1:
+            fix = (f"Use at most {most:,} replicates per run (for more, run batches with different seeds and pool "
+                   "their per_replicate tables), or fewer patients or a shorter trial.")
+        else:
+            fix = "Even one trial is too large: use fewer patients per arm (n), a shorter duration_days or fewer visits."
+        arms = ", ".join(f"{a.name!r} n = {a.n:,}" for a in self.arms)
+        head = f"{field} = {replicates:,}: the run" if field else f"trial {self.name!r} is too large: one run"
+        raise PKPDInputError(
+            f"{head} would simulate {n:,} patients per trial ({arms}) x {replicates:,} "
+            f"replicate(s) x {days:,} days (duration_days {self.duration_days:g}) = {patient_days:,} patient-days and "
+            f"{patient_visits:,} patient-visits (about {gb:,.1f} GB), more than the limits of {MAX_PATIENT_DAYS:,} "
+            f"patient-days and {MAX_PATIENT_VISITS:,} patient-visits (pkpd.checks.MAX_PATIENT_DAYS, "
+            f"MAX_PATIENT_VISITS). {fix}"
+        )
+
     # ------------------------------------------------------------ simulation
     def run(self, seed=None, replicates: int = 1, progress: bool = True, max_chunk: int = MAX_CHUNK,
             typical_draws: pd.DataFrame | None = None) -> "TrialResult":
@@ -225,9 +293,10 @@ class Trial:
             values, so replicate intervals show sampling variability only.
             The draws used are kept in ``result.typical_draws``.
         """
-        if isinstance(replicates, bool) or int(replicates) != replicates or replicates < 1:
-            raise PKPDInputError(f"replicates must be a whole number >= 1; got {replicates!r}.")
-        replicates = int(replicates)
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise PKPDInputError(f"seed must be a whole number >= 0 or None; got {seed!r}. Give e.g. seed=1 for a reproducible trial.")
+        max_chunk = _whole_count("max_chunk", max_chunk)
+        replicates = self.check_size(replicates)  # before anything is allocated
         models = self._replicate_models(typical_draws, replicates)
         root = np.random.SeedSequence(seed)
         children = root.spawn(replicates)
@@ -237,7 +306,8 @@ class Trial:
         chunks = [range(i, min(i + per_chunk, replicates)) for i in range(0, replicates, per_chunk)]
         from tqdm import tqdm
 
-        bar = tqdm(total=len(chunks) * (grid.size - 1), desc=f"{self.name}: visits", unit="visit",
+        segments = grid.size - 1 + int(grid[-1] < self.duration_days)
+        bar = tqdm(total=len(chunks) * segments, desc=f"{self.name}: visits", unit="visit",
                    file=sys.stderr, disable=not progress, leave=False)
         parts = []
         try:
@@ -305,12 +375,13 @@ class Trial:
             return out
 
         days_all = np.arange(int(self.duration_days) + 1)
-        daily = np.empty((S, days_all.size), np.float32)
+        # NaN (action -1) until simulated, so that a cell left unfilled cannot pass as a count
+        daily = np.full((S, days_all.size), np.nan, np.float32)
         daily[:, 0] = params["plt0"].to_numpy()
-        true_v = np.empty((S, G))
-        obs_v = np.empty((S, G))
-        action = np.empty((S, G), np.int8)
-        dose_v = np.empty((S, G))
+        true_v = np.full((S, G), np.nan)
+        obs_v = np.full((S, G), np.nan)
+        action = np.full((S, G), -1, np.int8)
+        dose_v = np.full((S, G), np.nan)
         before_v = np.zeros((S, G))
         dose = np.array([a.start_mg for a in self.arms])[arm_of]
         members = [np.flatnonzero(arm_of == i) for i in range(n_arms)]
@@ -323,13 +394,20 @@ class Trial:
         action[:, 0] = np.where([r is not None for r in rules], tt.START, tt.FIXED)[arm_of]
         dose_v[:, 0] = dose
         state = None
-        for g in range(1, G):
-            start, end = grid[g - 1], grid[g]
+
+        def advance(start, end):
+            """Dose days start .. end - 1 at the current doses; daily counts on days start + 1 .. end."""
+            nonlocal state
             dose_days = np.arange(start, min(end, self.last_dose_day))
             report = days_all[(days_all > start) & (days_all <= end)]
             amounts = np.repeat(dose[:, None], dose_days.size, axis=1)
             _, plt, state = solver.run(dose_days * 24.0, amounts, report * 24.0, state)
             daily[:, report] = plt
+            return plt
+
+        for g in range(1, G):
+            end = grid[g]
+            plt = advance(grid[g - 1], end)
             true_v[:, g] = plt[:, -1]
             obs_v[:, g] = observe(true_v[:, g])
             before_v[:, g] = dose
@@ -349,6 +427,14 @@ class Trial:
                     action[idx, g] = tt.OBSERVE
             dose_v[:, g] = dose
             bar.update(1)
+        if grid[-1] < self.duration_days:  # follow-up after the last visit, reported daily
+            advance(grid[-1], self.duration_days)
+            bar.update(1)
+        unfilled = [k for k, a in (("daily platelets", daily), ("true", true_v), ("observed", obs_v), ("dose", dose_v))
+                    if np.isnan(a).any()] + (["action"] if (action < 0).any() else [])
+        if unfilled:
+            raise RuntimeError(f"trial simulation left {unfilled} unfilled or not finite for replicates "
+                               f"{reps.start}-{reps.stop - 1}; this is a bug in pkpd.trial, please report it.")
         return {
             "replicate": rep_of, "arm": arm_of, "plt0": params["plt0"].to_numpy(),
             **{f"param_{c}": params[c].to_numpy() for c in PARAMETERS},
@@ -389,6 +475,23 @@ ENDPOINTS = {
     "time_below": ("fraction of days with true platelets < {below:g}", "mean"),
     "peak_rise_pct": ("peak true platelet rise from baseline, %", "mean"),
 }
+#: Endpoints defined by the response threshold (``Endpoints.response``).
+RESPONSE_ENDPOINTS = ("responders_primary", "responded_once", "assessments_responding")
+
+
+def percent(x, endpoint: str = "", digits: int = 1) -> str:
+    """An endpoint value as text in percent ("12.3%"; "" for NaN).  Shares and
+    fractions are multiplied by 100; ``peak_rise_pct`` is already in percent.
+    Rounded first, so that a rounding-level negative prints as "0.0%", not "-0.0%"."""
+    if x is None or pd.isna(x):
+        return ""
+    factor = 1.0 if endpoint == "peak_rise_pct" else 100.0
+    return f"{round(factor * float(x), digits) + 0.0:.{digits}f}%"
+
+
+def _interval(lo, hi, endpoint: str = "") -> str:
+    """"[12.3%, 45.6%]" ("" when the interval is not defined)."""
+    return "" if pd.isna(lo) or pd.isna(hi) else f"[{percent(lo, endpoint)}, {percent(hi, endpoint)}]"
 
 
 # ================================================================= results
@@ -403,6 +506,9 @@ class TrialResult:
     doses : per-visit dose distribution.
     platelets : platelet summary over time (true daily, observed at visits).
     per_replicate : each endpoint per replicate trial and arm.
+    omitted_endpoints : endpoints left out because they mean nothing here, with the reason.
+    summary() : one row per arm with the headline endpoint in percent.
+    plot_response(), plot_platelets(), plot_doses() : the figures.
     """
 
     def __init__(self, trial: Trial, data: dict, grid: np.ndarray, replicates: int, seed):
@@ -414,6 +520,89 @@ class TrialResult:
         self._cache: dict = {}
         #: typical values per replicate when run with ``typical_draws`` (else None)
         self.typical_draws: pd.DataFrame | None = None
+
+    def __repr__(self) -> str:
+        t = self.trial
+        head = (f"<TrialResult {t.name!r}: {len(t.arms)} arms, {t.n_per_trial} patients per trial, "
+                f"{self.replicates} replicate{'s' if self.replicates > 1 else ''}, seed {self.seed}")
+        name = self.headline_endpoint
+        e = self.endpoints
+        rows = e[e["endpoint"] == name]
+        rates = ", ".join(f"{r.arm} {percent(r.estimate, name)}" for r in rows.itertuples())
+        return f"{head}\n {name}: {rates}\n .summary(), .endpoints, .ledger, .platelets, .plot_response()>"
+
+    # ------------------------------------------------------------ what is reported
+    @property
+    def omitted_endpoints(self) -> dict[str, str]:
+        """Endpoints left out of :attr:`endpoints` and :attr:`per_replicate`, with the reason.
+
+        * The response endpoints (:data:`RESPONSE_ENDPOINTS`) count patients
+          whose observed count reaches ``Endpoints.response``; when more than
+          half of the patients are there already at baseline (observed day-0
+          count, e.g. healthy volunteers against 50 x10^9/L), they measure the
+          population, not the drug, and are left out.
+        * ``stopped`` is left out when no arm's rule can stop treatment within
+          the trial (no ``stop_after_days_at_max``, or no decision visit that
+          late; fixed doses never stop).
+        """
+        e, metrics = self.trial.endpoints, self._patient_metrics()
+        out = {}
+        at_baseline = float(np.mean(self._data["observed"][:, 0] >= e.response))
+        if at_baseline > 0.5:
+            why = (f"{percent(at_baseline)} of patients are already >= {e.response:g} x10^9/L at baseline, "
+                   "so the response threshold measures the population, not the drug")
+            out.update({k: why for k in RESPONSE_ENDPOINTS if k in metrics})
+
+        def can_stop(arm) -> bool:
+            wait = None if arm.rule is None else arm.rule.stop_after_days_at_max
+            return wait is not None and bool(np.any(self.trial.decision_days(arm) >= wait))
+
+        if not any(can_stop(a) for a in self.trial.arms):
+            out["stopped"] = "no arm's rule can stop treatment in this trial (stop_after_days_at_max not set or not reached)"
+        return out
+
+    @property
+    def headline_endpoint(self) -> str:
+        """The endpoint :meth:`summary`, the repr and :meth:`plot_response`
+        lead with: ``responders_primary`` when there is a primary day, else
+        ``responded_once``, else (response endpoints omitted, e.g. healthy
+        volunteers) ``peak_rise_pct``."""
+        shown = set(self.endpoints["endpoint"])
+        return next(k for k in ("responders_primary", "responded_once", "peak_rise_pct") if k in shown)
+
+    def summary(self, published: Mapping | None = None) -> pd.DataFrame:
+        """One row per arm, for reading: kind, start dose (mg), N per trial,
+        replicates, seed, the :attr:`headline_endpoint`, its simulated value
+        in percent, its 95% CI for one trial of N patients (Clopper-Pearson
+        for shares, normal for means) and, with replicates, the 2.5-97.5%
+        range of the replicate trials' values.  ``published`` (arm name ->
+        :class:`pkpd.scenario.Published`) adds the published share, its
+        count, its Clopper-Pearson 95% CI and whether the simulated value
+        lies inside.  Numbers for computing are in :attr:`endpoints`."""
+        name = self.headline_endpoint
+        e = self.endpoints.set_index(["arm", "endpoint"])
+        rows = []
+        for arm in self.trial.arms:
+            r = e.loc[(arm.name, name)]
+            row = {"arm": arm.name, "kind": arm.kind, "start_mg": arm.start_mg, "N": arm.n,
+                   "replicates": self.replicates, "seed": self.seed, "endpoint": name,
+                   "simulated": percent(r["estimate"], name),
+                   "95% CI, one trial of N": _interval(r["trial_low"], r["trial_high"], name)}
+            if self.replicates > 1:
+                row[f"2.5-97.5% over {self.replicates} replicates"] = _interval(r["replicate_low"], r["replicate_high"], name)
+            if published:
+                pub = published.get(arm.name)
+                if pub is not None and pub.endpoint == name:
+                    lo, hi = pub.interval
+                    row.update({"published": f"{percent(pub.rate)} ({pub.responders}/{pub.n})",
+                                "published 95% CI": _interval(lo, hi),
+                                "inside": "yes" if lo <= r["estimate"] <= hi else "NO"})
+                else:
+                    row.update({"published": "", "published 95% CI": "", "inside": ""})
+            rows.append(row)
+        table = pd.DataFrame(rows).set_index("arm")
+        table.attrs["description"] = e.loc[(self.trial.arms[0].name, name), "description"]
+        return table
 
     # ------------------------------------------------------------ helpers
     @property
@@ -462,7 +651,8 @@ class TrialResult:
             "time_in_range": ((daily >= e.target[0]) & (daily <= e.target[1])).mean(axis=1),
             "time_above": (daily > e.above).mean(axis=1),
             "time_below": (daily < e.below).mean(axis=1),
-            "peak_rise_pct": (d["daily"].max(axis=1) / d["plt0"] - 1.0) * 100.0,
+            # against day 0 of the same float32 record: a flat course is exactly 0 %
+            "peak_rise_pct": (d["daily"].max(axis=1).astype(float) / d["daily"][:, 0] - 1.0) * 100.0,
         }
         if e.primary_day is not None:
             g = int(np.flatnonzero(self.grid == e.primary_day)[0])
@@ -478,17 +668,30 @@ class TrialResult:
     def per_replicate(self) -> pd.DataFrame:
         """Each endpoint's value per replicate trial and arm (long format)."""
         m = self._patient_metrics()
-        names = [k for k in ENDPOINTS if k in m]
+        names = [k for k in ENDPOINTS if k in m and k not in self.omitted_endpoints]
         table = m.groupby(["replicate", "arm"])[names].mean().reset_index()
         table["arm"] = np.asarray(self.arm_names, dtype=object)[table["arm"].to_numpy()]
         return table.melt(id_vars=["replicate", "arm"], var_name="endpoint", value_name="value")
 
     @property
     def endpoints(self) -> pd.DataFrame:
-        """Endpoint table: arm, endpoint, description, kind, N per trial,
-        replicates, estimate, trial_low/trial_high (95% for one trial of N),
-        interval method, replicate_low/replicate_high (2.5/97.5 percentiles
-        over replicates; NaN with one replicate)."""
+        """Endpoint table: arm, endpoint, description, kind, unit of the
+        values ("fraction" 0-1 or "%"), n (patients per trial), replicates,
+        estimate, trial_low/trial_high (95% interval of one trial of n,
+        method in trial_interval), replicate_low/replicate_high (2.5 and 97.5
+        percentiles of the replicate trials' values, described in
+        replicate_interval; NaN with one replicate).  Endpoints that mean
+        nothing for this trial are left out (see :attr:`omitted_endpoints`);
+        :meth:`summary` prints the headline in percent."""
+        return self._endpoint_table()
+
+    def _endpoint_table(self, keep=()) -> pd.DataFrame:
+        """The endpoint table without the omitted endpoints, except those in ``keep``."""
+        table = self._all_endpoints()
+        drop = set(self.omitted_endpoints) - set(keep)
+        return table[~table["endpoint"].isin(drop)].reset_index(drop=True)
+
+    def _all_endpoints(self) -> pd.DataFrame:
         if "endpoints" in self._cache:
             return self._cache["endpoints"]
         m = self._patient_metrics()
@@ -514,9 +717,12 @@ class TrialResult:
                 r_lo, r_hi = np.percentile(reps, [2.5, 97.5]) if self.replicates > 1 else (np.nan, np.nan)
                 rows.append({
                     "arm": arm.name, "endpoint": name, "description": desc.format(**fmt), "kind": kind,
+                    "unit": "%" if name == "peak_rise_pct" else "fraction",
                     "n": arm.n, "replicates": self.replicates, "estimate": est,
-                    "trial_low": float(lo), "trial_high": float(hi), "trial_interval": method,
+                    "trial_low": float(lo), "trial_high": float(hi), "trial_interval": f"{method}, one trial of n",
                     "replicate_low": float(r_lo), "replicate_high": float(r_hi),
+                    "replicate_interval": (f"2.5-97.5 percentiles of {self.replicates} replicate trials"
+                                           if self.replicates > 1 else ""),
                 })
         self._cache["endpoints"] = pd.DataFrame(rows)
         return self._cache["endpoints"]
@@ -626,33 +832,140 @@ class TrialResult:
         return records[RECORD_COLUMNS].reset_index(drop=True)
 
     # ------------------------------------------------------------ plots
-    def plot_platelets(self, ax=None):
-        """Median and 90% band (5-95th percentile) of true platelets per arm
-        over time, with the 50 and 250 x10^9/L lines.  Returns the figure."""
-        if ax is None:
-            fig = _figure(8, 4.5)
-            ax = fig.subplots()
+    def plot_platelets(self, axes=None):
+        """Platelets over time, one panel per arm (shared log axis, 10^9/L):
+        the true count (median and 5-95% band, daily) and the observed count
+        at the assessment visits (median and 5-95%; the endpoints and the
+        titration see these), with the response threshold and the target
+        range drawn and labelled, and the primary day and the end of dosing
+        marked.  ``axes``: one matplotlib Axes per arm (default: a new
+        figure).  Returns the figure."""
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        names = self.arm_names
+        if axes is None:
+            ncols = min(len(names), 4)
+            nrows = -(-len(names) // ncols)
+            fig = _figure(3.4 * ncols + 0.6, 3.3 * nrows + 0.6)
+            grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+            axes = list(grid.flat)
+            for ax in axes[len(names):]:
+                ax.set_visible(False)
         else:
-            fig = ax.figure
+            axes = list(np.ravel(axes))
+            if len(axes) < len(names):
+                raise PKPDInputError(
+                    f"plot_platelets axes: one Axes per arm is needed ({len(names)} arms); got {len(axes)}. "
+                    f"Pass e.g. fig.subplots(1, {len(names)}), or leave axes out for a new figure."
+                )
+            fig = axes[0].figure
+        e, t = self.trial.endpoints, self.trial
         summary = self.platelets
-        for name in self.arm_names:
+        lines = {e.target[0]: ["target low"], e.target[1]: ["target high"]}
+        if set(RESPONSE_ENDPOINTS) & set(self.endpoints["endpoint"]):  # the threshold means something here
+            lines.setdefault(e.response, []).insert(0, "response")
+        for k, (ax, name) in enumerate(zip(axes, names)):
             s = summary[summary["arm"] == name]
-            line, = ax.plot(s["day"] / 7, s["median"], label=f"{name} (median)")
-            ax.fill_between(s["day"] / 7, s["p05"], s["p95"], color=line.get_color(), alpha=0.15)
-        lo, hi = self.trial.endpoints.target
-        for y in (lo, hi):
-            ax.axhline(y, color="grey", ls="--", lw=1)
-        ax.set_yscale("log")
-        ax.set_xlabel("week")
-        ax.set_ylabel("platelets (10^9/L, true count)")
-        ax.set_title(f"{self.trial.name}: median and 90% band per arm")
-        ax.legend(fontsize=8)
+            week = s["day"].to_numpy() / 7
+            ax.fill_between(week, s["p05"], s["p95"], color="C0", alpha=0.2, lw=0, label="true count, 5-95%")
+            ax.plot(week, s["median"], color="C0", lw=1.8, label="true count, median")
+            v = s[s["observed_median"].notna()]
+            vw = v["day"].to_numpy() / 7
+            ax.errorbar(vw, v["observed_median"], yerr=[v["observed_median"] - v["observed_p05"], v["observed_p95"] - v["observed_median"]],
+                        fmt="o", color="k", ms=3, lw=0.8, capsize=2, label="observed count at visits, median and 5-95%")
+            for y, what in sorted(lines.items()):
+                text = f"{y:g}: {' and '.join(what)}"
+                color = "C3" if what[0] == "response" else "dimgrey"
+                ax.axhline(y, color=color, ls="--", lw=1, label=f"{text} (10^9/L)" if k == 0 else None)
+                ax.annotate(text, (0.01, y), xycoords=("axes fraction", "data"), xytext=(0, 2), textcoords="offset points",
+                            va="bottom", fontsize=7, color=color)
+            if e.primary_day is not None:
+                ax.axvline(e.primary_day / 7, color="C2", ls=":", lw=1.2, label=f"primary day {e.primary_day:g}" if k == 0 else None)
+            if t.last_dose_day < t.duration_days:
+                ax.axvspan(t.last_dose_day / 7, t.duration_days / 7, color="grey", alpha=0.08, lw=0,
+                           label=f"after the last dose (day {t.last_dose_day - 1:g})" if k == 0 else None)
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(name, fontsize=9)
+            ax.tick_params(labelsize=8)
+        ncols = len({ax.get_position().x0 for ax in axes})
+        for k, ax in enumerate(axes[:len(names)]):
+            if k + ncols >= len(names):  # no panel below: label the time axis here
+                ax.xaxis.set_tick_params(labelbottom=True)
+                ax.set_xlabel("week")
+            if k % ncols == 0:
+                ax.set_ylabel("platelets (10^9/L)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+        fig.suptitle(f"{t.name}: platelets per arm ({t.n_per_trial} patients per trial, "
+                     f"{self.replicates} replicate{'s' if self.replicates > 1 else ''})", fontsize=10)
+        legend_in = 0.15 * -(-len(labels) // 3) + 0.1  # legend rows x line height, inches
+        fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
+        return fig
+
+    def plot_response(self, endpoint: str | None = None, published: Mapping | None = None):
+        """The :attr:`headline_endpoint` (or ``endpoint``) by arm: the
+        simulated value with its 95% CI for one trial of N, with several
+        replicates also each replicate trial's value (dots) and their
+        2.5-97.5% range, and beside it the published result with its
+        Clopper-Pearson 95% CI.  ``published``: arm name ->
+        :class:`pkpd.scenario.Published` (as a scenario gives).  Returns the figure."""
+        name = self.headline_endpoint if endpoint is None else endpoint
+        e = self._endpoint_table(keep=[name])
+        e = e[e["endpoint"] == name].set_index("arm")
+        if e.empty:
+            raise PKPDInputError(
+                f"plot_response endpoint {endpoint!r} is not an endpoint of this trial; use one of "
+                f"{sorted(set(self._all_endpoints()['endpoint']))}."
+            )
+        factor = 1.0 if name == "peak_rise_pct" else 100.0
+        per_rep = self._patient_metrics().groupby(["arm", "replicate"])[name].mean()  # arm codes, replicate
+        fig = _figure(1.9 * len(self.arm_names) + 2.4, 4.2)
+        ax = fig.subplots()
+        x = np.arange(len(self.arm_names))
+        pub_label = rep_label = True
+        for i, arm in enumerate(self.arm_names):
+            r = e.loc[arm]
+            est = factor * r["estimate"]
+            ax.errorbar(i - 0.12, est, yerr=[[est - factor * r["trial_low"]], [factor * r["trial_high"] - est]], fmt="o",
+                        color="C0", ms=6, capsize=4, label="simulated, 95% CI of one trial of N" if i == 0 else None)
+            ax.annotate(percent(r["estimate"], name), (i - 0.12, est), xytext=(-6, 0), textcoords="offset points",
+                        ha="right", va="center", fontsize=8, color="C0")
+            if self.replicates > 1:
+                vals = factor * per_rep.loc[i].to_numpy(float)
+                jitter = np.random.default_rng(i).uniform(-0.04, 0.04, vals.size)
+                ax.plot(i - 0.12 + 0.06 + jitter, vals, ".", color="C0", alpha=0.35, ms=3,
+                        label="one simulated trial each" if rep_label else None)
+                ax.vlines(i - 0.04, factor * r["replicate_low"], factor * r["replicate_high"], color="C0", lw=4, alpha=0.5,
+                          label=f"2.5-97.5% over {self.replicates} replicates" if rep_label else None)
+                rep_label = False
+            pub = (published or {}).get(arm)
+            if pub is not None and pub.endpoint == name:
+                lo, hi = pub.interval
+                ax.errorbar(i + 0.18, 100 * pub.rate, yerr=[[100 * (pub.rate - lo)], [100 * (hi - pub.rate)]], fmt="s",
+                            color="C3", ms=6, capsize=4, label="published, Clopper-Pearson 95% CI" if pub_label else None)
+                ax.annotate(f"{percent(pub.rate)} ({pub.responders}/{pub.n})", (i + 0.18, 100 * pub.rate), xytext=(6, 0),
+                            textcoords="offset points", ha="left", va="center", fontsize=8, color="C3")
+                pub_label = False
+        ax.set_xticks(x, [f"{a}\nN = {n}" for a, n in zip(self.arm_names, e.loc[self.arm_names, "n"])], fontsize=8)
+        ax.set_xlim(-0.6, len(x) - 0.4)
+        if factor == 100.0:
+            ax.set_ylim(0, 100)
+            ax.set_ylabel("% of patients" if r["kind"] == "binomial" else "%")
+        else:
+            ax.set_ylabel("peak rise from baseline (%)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"{self.trial.name}: {e['description'].iloc[0]}", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         return fig
 
     def plot_doses(self):
         """Dose distribution at each visit, one panel per arm (stacked shares)."""
         from matplotlib import colormaps
+        from matplotlib.ticker import MaxNLocator
 
         table = self.doses
         levels = np.sort(table["dose_mg"].unique())
@@ -665,10 +978,11 @@ class TrialResult:
             bottom = np.zeros(len(wide))
             for lvl, color in zip(levels, colors):
                 ax.bar(wide.index / 7, wide[lvl], bottom=bottom, width=0.8 * self.trial.visit_every_days / 7,
-                       color=color, label=f"{lvl:g} mg")
+                       color=color, label=f"{lvl:g} mg" if lvl else "0 mg (placebo, interrupted or stopped)")
                 bottom += wide[lvl].to_numpy()
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("week")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0][0].set_ylabel("share of patients")
         axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
         fig.suptitle(f"{self.trial.name}: once-daily dose taken up to each visit")
@@ -678,27 +992,32 @@ class TrialResult:
     # ------------------------------------------------------------ output
     def save(self, out_dir) -> Path:
         """Write endpoints.csv, ledger.csv, doses.csv, platelets.csv,
-        nonmem.csv, platelets.png and doses.png into ``out_dir``.
+        nonmem.csv, platelets.png, doses.png and response.png into the folder
+        ``out_dir``.
 
-        Everything is written to a temporary folder next to it and moved into
-        place at the end, so ``out_dir`` is never half-written.  Returns the path.
+        The folder is written whole or not at all, and only where pkpd may
+        write: a new or empty folder, or one an earlier save made (it carries
+        the ``.pkpd-output`` marker).  A file or a folder of other files is
+        refused (:class:`~pkpd.checks.PKPDInputError`); see :mod:`pkpd.output`.
+        Returns the absolute path.
         """
-        out = Path(out_dir).resolve()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-        try:
-            self.endpoints.to_csv(tmp / "endpoints.csv", index=False)
-            self.ledger.to_csv(tmp / "ledger.csv", index=False)
-            self.doses.to_csv(tmp / "doses.csv", index=False)
-            self.platelets.to_csv(tmp / "platelets.csv", index=False)
-            self.to_nonmem().to_csv(tmp / "nonmem.csv", index=False, na_rep=".")
-            for name, fig in (("platelets.png", self.plot_platelets()), ("doses.png", self.plot_doses())):
-                fig.savefig(tmp / name, dpi=120)
-            _replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+        from .output import write_folder
+
+        return write_folder(out_dir, self._write_files)
+
+    def _write_files(self, folder: Path, published: Mapping | None = None) -> None:
+        """The files of :meth:`save`, written into the existing ``folder``
+        (``published``: the results to draw beside the response, as in
+        :meth:`plot_response`)."""
+        self.endpoints.to_csv(folder / "endpoints.csv", index=False)
+        self.ledger.to_csv(folder / "ledger.csv", index=False)
+        self.doses.to_csv(folder / "doses.csv", index=False)
+        self.platelets.to_csv(folder / "platelets.csv", index=False)
+        self.to_nonmem().to_csv(folder / "nonmem.csv", index=False, na_rep=".")
+        figures = (("platelets.png", self.plot_platelets()), ("doses.png", self.plot_doses()),
+                   ("response.png", self.plot_response(published=published)))
+        for name, fig in figures:
+            fig.savefig(folder / name, dpi=120)
 
 
 def _figure(width: float, height: float):
@@ -710,14 +1029,3 @@ def _figure(width: float, height: float):
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move the finished folder ``new`` to ``target``, replacing an old one."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)

@@ -51,7 +51,7 @@ def test_phase3_scenario_is_the_published_design():
     assert sc.trial.endpoints.primary_day == 56 and sc.trial.model.population == "itp"
     assert {k: (p.responders, p.n) for k, p in sc.published.items()} == {
         "2.5 mg + titration": (99, 168), "5 mg + titration": (110, 171), "placebo": (5, 85)}
-    assert arms["5 mg + titration"].rule == pkpd.TitrationRule(name="label")  # the notes' default rule
+    assert arms["5 mg + titration"].rule == pkpd.TitrationRule(name="label")  # the documented default rule (docs/science.md)
 
 
 # ---------------------------------------------------------------- bad files
@@ -115,7 +115,7 @@ def test_run_scenario_writes_outputs_and_compares_with_published(tmp_path):
     assert res.out_dir == (tmp_path / "out").resolve()
     files = {p.name for p in res.out_dir.iterdir()}
     assert {"endpoints.csv", "ledger.csv", "doses.csv", "platelets.csv", "nonmem.csv", "platelets.png", "doses.png",
-            "comparison.txt", "scenario.toml"} <= files
+            "response.png", "comparison.txt", "scenario.toml", ".pkpd-output"} <= files
     e = res.endpoints
     assert isinstance(e, pd.DataFrame)
     pub = e[e["published_rate"].notna()].set_index("arm")
@@ -144,7 +144,7 @@ def test_replicates_override(tmp_path):
     assert rise["placebo"] == pytest.approx(0, abs=1e-6)
     assert 0 < rise["2.5 mg x10 d"] < rise["5 mg x10 d"] < rise["7.5 mg x10 d"]
     # the text table gives the peak rise and its intervals in percent, and no "-0.0%" for placebo
-    rows = [line for line in res.comparison().splitlines() if "peak_rise_pct" in line]
+    rows = [line for line in res.comparison().splitlines() if " peak_rise_pct " in line]  # table rows, not the legend
     assert len(rows) == 4 and all(line.count("%") == 5 for line in rows), rows
     assert "-0.0" not in "".join(rows)
 
@@ -188,3 +188,127 @@ def test_import_pkpd_does_not_import_fitting_stack():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# ================================================================= presentation: summary, comparison text, plots
+# (a scenario reports only the endpoints that mean something for it, in percent, N printed)
+HEALTHY = ROOT / "scenarios" / "healthy_multiple_dose.toml"
+
+
+@pytest.fixture(scope="module")
+def phase3_two():
+    return load_scenario(PHASE3).run(seed=1, replicates=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def healthy_one():
+    return load_scenario(HEALTHY).run(seed=1, progress=False)
+
+
+def table_rows(text, endpoint):
+    """Rows of the comparison table for one endpoint (not the legend lines below it)."""
+    return [line for line in text.splitlines() if f" {endpoint} " in line]
+
+
+def test_comparison_prints_percent_intervals_and_n(phase3_two):
+    text = phase3_two.comparison()
+    assert "e-0" not in text and "e+0" not in text and "-0.0%" not in text
+    header = text.splitlines()[2]
+    assert "95% CI, one trial of N" in header and "2.5-97.5% over 2 replicates" in header and " N " in header
+    for arm in phase3_two.scenario.trial.arms:
+        rows = [r for r in table_rows(text, "responders_primary") if r.strip().startswith(arm.name)]
+        assert len(rows) == 1 and f" {arm.n} " in rows[0], rows
+    assert table_rows(text, "stopped") == []  # the phase III rule cannot stop treatment
+    assert "not reported: stopped" in text
+    assert "responders_primary: observed platelets >= 50 at day 56 (primary)" in text  # what the endpoint is
+
+
+def test_healthy_scenario_has_no_response_or_stopped_endpoints(healthy_one):
+    e = healthy_one.endpoints
+    for name in ("responded_once", "assessments_responding", "stopped"):
+        assert name not in set(e["endpoint"]) and name not in set(healthy_one.per_replicate["endpoint"])
+        assert table_rows(healthy_one.comparison(), name) == []
+    assert set(e["endpoint"]) == {"time_in_range", "time_above", "time_below", "peak_rise_pct"}
+    assert "not reported: responded_once, assessments_responding: 100.0% of patients are already >= 50" in healthy_one.comparison()
+    s = healthy_one.summary()
+    assert (s["endpoint"] == "peak_rise_pct").all() and s.loc["placebo", "simulated"] == "0.0%"
+    # placebo counts stay flat: a peak rise of exactly 0, and a table in plain numbers
+    assert e.set_index(["arm", "endpoint"]).loc[("placebo", "peak_rise_pct"), "estimate"] == 0.0
+    assert "e-0" not in e.to_string()
+
+
+def test_scenario_summary_and_repr(phase3_two):
+    s = phase3_two.summary()
+    assert list(s.index) == ["2.5 mg + titration", "5 mg + titration", "placebo"]
+    assert list(s["N"]) == [168, 171, 85] and (s["replicates"] == 2).all() and (s["seed"] == 1).all()
+    assert list(s["published"]) == ["58.9% (99/168)", "64.3% (110/171)", "5.9% (5/85)"]
+    e = phase3_two.endpoints.set_index(["arm", "endpoint"])
+    for arm, (k, n) in {"2.5 mg + titration": (99, 168), "5 mg + titration": (110, 171), "placebo": (5, 85)}.items():
+        lo, hi = beta.ppf(0.025, k, n - k + 1), beta.ppf(0.975, k + 1, n - k)
+        assert s.loc[arm, "published 95% CI"] == f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
+        est = e.loc[(arm, "responders_primary"), "estimate"]
+        assert s.loc[arm, "inside"] == ("yes" if lo <= est <= hi else "NO")
+        assert s.loc[arm, "simulated"] == f"{100 * est:.1f}%"
+    text = repr(phase3_two)
+    assert len(text.splitlines()) <= 4 and len(text) < 600
+    assert "itp_phase3" in text and "seed 1" in text and "(published 58.9%" in text
+
+
+def test_plot_response_shows_replicates_beside_the_published_interval(phase3_two, healthy_one):
+    fig = phase3_two.plot_response()
+    (ax,) = fig.axes
+    labels = ax.get_legend_handles_labels()[1]
+    assert "published, Clopper-Pearson 95% CI" in labels and "2.5-97.5% over 2 replicates" in labels
+    assert "one simulated trial each" in labels and "simulated, 95% CI of one trial of N" in labels
+    texts = {t.get_text() for t in ax.texts}
+    assert {"58.9% (99/168)", "64.3% (110/171)", "5.9% (5/85)"} <= texts
+    assert ax.get_ylim() == (0, 100) and "patients" in ax.get_ylabel()
+    # the replicate dots are the per-replicate values
+    dots = np.sort(np.concatenate([ln.get_ydata() for ln in ax.lines if ln.get_marker() == "."]))
+    reps = phase3_two.per_replicate.query("endpoint == 'responders_primary'")["value"].to_numpy()
+    np.testing.assert_allclose(dots, np.sort(100 * reps))
+    assert "peak" in healthy_one.plot_response().axes[0].get_ylabel()  # no response endpoint: the platelet rise
+
+
+# ================================================================= sizes and horizons: check refuses what run would trip over
+SMALL = """\
+[scenario]
+name = "small"
+seed = 1
+replicates = 1
+[trial]
+duration_days = 60
+visit_every_days = 7
+[[arms]]
+name = "fixed 5 mg"
+n = 3
+start_mg = 5.0
+"""
+
+
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        ("duration_days = 60", "duration_days = 1000000", ["trial.duration_days must be at most 7305 days", "1000000"]),
+        ("replicates = 1", "replicates = 10000000", ["scenario.replicates = 10,000,000", "patient-days",
+                                                     "Use at most 218,579 replicates"]),  # 40,000,000 // (3 x 61)
+        ("n = 3", "n = 100000000", ["trial 'small' is too large", "'fixed 5 mg' n = 100,000,000", "fewer patients"]),
+    ],
+)
+def test_check_refuses_sizes_a_run_could_not_hold(tmp_path, capsys, old, new, words):
+    path = write(tmp_path, SMALL.replace(old, new, 1))
+    with pytest.raises(PKPDInputError) as err:
+        load_scenario(path)
+    for w in words:
+        assert w in str(err.value), str(err.value)
+    assert main(["check", str(path)]) == 2
+    assert "patient-days" in capsys.readouterr().err or "7305" in str(err.value)
+
+
+def test_scenario_follow_up_past_the_last_visit_is_reported(tmp_path):
+    """60 days with weekly visits: the platelet table runs daily to day 60, every value simulated."""
+    res = load_scenario(write(tmp_path, SMALL.replace("visit_every_days = 7", "visit_every_days = 7\n[endpoints]\nprimary_day = 56"))).run(progress=False)
+    table = res.platelets
+    assert table["day"].max() == 60 and np.isfinite(table[["median", "p05", "p95"]]).all().all()
+    assert (table["median"] > 1).all() and (table["median"] < 2000).all()
+    assert sorted(res.ledger["day"].unique()) == list(range(0, 57, 7))

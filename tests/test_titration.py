@@ -1,8 +1,8 @@
 """TitrationRule: every action on hand-made platelet sequences (10^9/L), the
 vectorised step against one-patient-at-a-time, and clear errors.
 
-Expected doses are written out by hand from the rule of the shared notes
-(hetrombopag.md): weekly counts; < 50 after >= 14 days on a dose: one level
+Expected doses are written out by hand from the default rule of
+docs/science.md: weekly counts; < 50 after >= 14 days on a dose: one level
 up; 50-250 keep; > 250 one level down (interrupt on the lowest level); > 400
 interrupt, restart one level lower once < 150.
 """
@@ -25,7 +25,7 @@ def test_default_rule_is_the_notes_rule():
     assert RULE.ladder_mg == (0.0, 2.5, 3.75, 5.0, 7.5)
     assert (RULE.low, RULE.high, RULE.interrupt_above, RULE.resume_below) == (50, 250, 400, 150)
     assert RULE.visit_every_days == 7 and RULE.step_up_after_days == 14
-    assert RULE.stop_after_days_at_max is None  # the notes' rule has no stop rule
+    assert RULE.stop_after_days_at_max is None  # the documented rule has no stop rule
     np.testing.assert_array_equal(RULE.decision_days(56), [7, 14, 21, 28, 35, 42, 49, 56])
 
 
@@ -162,3 +162,49 @@ def test_start_dose_must_be_on_the_ladder_and_above_zero():
         RULE.step(RULE.start(2.5, 2), 7.0, [30.0, -2.0])
     with pytest.raises(PKPDInputError, match="one count each"):
         RULE.step(RULE.start(2.5, 2), 7.0, [30.0])
+
+
+@pytest.mark.parametrize(
+    "days, words",
+    [
+        ([14, 7, 21], ["days must be strictly increasing", "element 1 (7.0)", "after 14.0"]),
+        ([7, 7, 14], ["days must be strictly increasing", "element 1 (7.0)", "after 7.0"]),
+        ([0, 7, 14], ["days must be visit days after the start", "element 0 is 0.0"]),
+        ([-7, 7, 14], ["days must be visit days after the start", "-7.0"]),
+        ([7, 14, 1e9], ["days must be at most 7305", "1000000000.0"]),
+    ],
+)
+def test_follow_refuses_visit_days_out_of_order(days, words):
+    """A decision log must follow time: visits after day 0, one per day, in order."""
+    with pytest.raises(PKPDInputError) as err:
+        RULE.follow([30.0, 30.0, 30.0], 2.5, days=days)
+    for w in words:
+        assert w in str(err.value), str(err.value)
+    # the same counts on sorted days are accepted and decide in that order
+    log = RULE.follow([30.0, 30.0, 30.0], 2.5, days=[7, 14, 21])
+    assert list(log["action"]) == ["hold", "up", "hold"]
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        (dict(ladder_mg=(0, 2.5, 1e308)), ["ladder_mg", "<= 100000", "1e+308"]),
+        (dict(ladder_mg="2.5 mg"), ["ladder_mg must be a list", "'2.5 mg'"]),
+        (dict(visit_every_days=True), ["visit_every_days must be a number of days", "True"]),
+        (dict(visit_every_days=1e6), ["visit_every_days must be at most 7305 days", "1000000.0"]),
+        (dict(step_up_after_days=8000), ["step_up_after_days must be at most 7305", "8000"]),
+        (dict(stop_after_days_at_max=True), ["stop_after_days_at_max must be a number of days", "True"]),
+        (dict(low=True), ["low must be a platelet count", "True"]),
+        (dict(name=None), ["name must be a non-empty text", "None"]),
+    ],
+)
+def test_rules_refuse_implausible_values(changes, words):
+    with pytest.raises(PKPDInputError) as err:
+        RULE.with_(**changes)
+    for w in words:
+        assert w in str(err.value), str(err.value)
+
+
+def test_step_refuses_a_day_that_is_not_a_number():
+    with pytest.raises(PKPDInputError, match="day must be a finite number"):
+        RULE.step(RULE.start(2.5, 1), float("nan"), [30.0])

@@ -162,6 +162,35 @@ def test_placebo_platelets_stay_at_baseline(small):
     np.testing.assert_allclose(x[:, 0], params.loc[params["arm"] == "placebo", "plt0"], rtol=1e-6)
 
 
+def test_follow_up_after_the_last_visit_is_simulated():
+    """60 days with weekly visits (last visit day 56): days 57-60 are simulated
+    too.  Every fixed-dose patient's daily count equals pkpd.simulate of that
+    patient (parameters as typical values) on the same once-daily regimen, to
+    day 60; dosing ends after day 57 in the second trial, mid-tail."""
+    from pkpd import Regimen, simulate
+
+    for treatment_days in (None, 58):
+        trial = Trial((Arm("fixed 5 mg", 4, 5.0), Arm("placebo", 2, 0.0)), duration_days=60,
+                      treatment_days=treatment_days)
+        assert trial.visit_days == tuple(range(0, 57, 7))  # the schedule stays weekly
+        res = trial.run(seed=4, progress=False)
+        traj = res.trajectories["platelets"].values
+        assert traj.shape == (6, 61) and np.isfinite(traj).all()
+        params = res.parameters
+        for i, row in params.iterrows():
+            model = trial.model.with_typical(**{p: row[p] for p in models.PARAMETERS})
+            dose = 5.0 if row["arm"] == "fixed 5 mg" else 0.0
+            ref = simulate(model, Regimen.daily(dose, trial.last_dose_day), np.arange(61) * 24.0)["platelets"]
+            np.testing.assert_allclose(traj[i], ref, rtol=2e-6)  # float32 storage
+        # plausible: between 1 and 2000 x10^9/L; peak rise of a fixed-dose arm bounded
+        assert (traj > 1).all() and (traj < 2000).all()
+        e = res.endpoints.set_index(["arm", "endpoint"])["estimate"]
+        assert np.isfinite(res.endpoints["estimate"]).all()
+        assert e[("placebo", "peak_rise_pct")] == pytest.approx(0.0, abs=1e-3)
+        assert 0 <= e[("fixed 5 mg", "peak_rise_pct")] < 5000
+        np.testing.assert_allclose(res.platelets.groupby("arm")["median"].count(), 61)
+
+
 # ---------------------------------------------------------------- endpoints
 def test_endpoints_recomputed_by_hand_from_ledger(small):
     led, e = small.ledger, small.endpoints.set_index(["arm", "endpoint"])["estimate"]
@@ -244,7 +273,8 @@ def test_progress_bar_goes_to_stderr(capsys):
 # ---------------------------------------------------------------- output files
 def test_save_writes_everything_atomically(tmp_path, small, monkeypatch):
     out = small.save(tmp_path / "run")
-    names = {"endpoints.csv", "ledger.csv", "doses.csv", "platelets.csv", "nonmem.csv", "platelets.png", "doses.png"}
+    names = {"endpoints.csv", "ledger.csv", "doses.csv", "platelets.csv", "nonmem.csv", "platelets.png", "doses.png",
+             "response.png", ".pkpd-output"}
     assert {p.name for p in out.iterdir()} == names
     back = pd.read_csv(out / "endpoints.csv")
     np.testing.assert_allclose(back["estimate"], small.endpoints["estimate"])
@@ -343,3 +373,115 @@ def test_calibration_notebook_runs_with_fast_settings(monkeypatch):
     """notebooks/03_itp_calibration.ipynb executes top to bottom (PKPD_FAST=1)."""
     _, text = run_notebook("03_itp_calibration.ipynb", monkeypatch, timeout=300)
     assert "fast settings" in text
+
+
+# ================================================================= presentation: reprs, summary, reported endpoints, plots
+# (the model and the results explain themselves; each figure shows what its endpoint is computed from)
+def _cp_text(k, n):
+    """A published count's Clopper-Pearson 95% interval as text, from scipy's beta quantiles."""
+    lo, hi = cp_published(k, n)
+    return f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
+
+
+def test_model_describe_covers_the_whole_model_and_repr_is_one_line():
+    m = models.hetrombopag("itp")
+    d = m.describe()
+    assert set(d.index.get_level_values("part")) == {"parameter", "residual", "baseline", "response"}
+    params = d.loc["parameter"]
+    assert list(params.index) == list(models.PARAMETERS)
+    assert params.loc["ec50", "value"] == m.typical["ec50"] and params.loc["cl", "iiv_cv"] == m.iiv["cl"]
+    # the ITP disease description, each number with a source
+    assert d.loc[("residual", "platelets prop"), "value"] == models.ITP_PLATELET_NOISE
+    assert "exp(" in d.loc[("residual", "platelets prop"), "meaning"]  # log-normal visit noise
+    b = models.ITP_BASELINE
+    assert [d.loc[("baseline", k), "value"] for k in ("median", "sd_log", "low", "high", "noise")] == [
+        b.median, b.sd_log, b.low, b.high, b.noise]
+    assert d.loc[("response", "nonresponder_fraction"), "value"] == models.ITP_NONRESPONDER_FRACTION
+    for row in [("residual", "platelets prop"), ("baseline", "median"), ("response", "nonresponder_fraction")]:
+        assert d.loc[row, "source"].startswith("["), row
+    healthy = models.hetrombopag("healthy").with_(corr={("cl", "v"): 0.4}).describe()
+    assert healthy.loc[("correlation", "cl, v"), "value"] == 0.4
+    assert healthy.loc[("baseline", "plt0"), "iiv_cv"] == 0.3  # no screening: PLT0 from its IIV
+    for model in (m, models.hetrombopag("healthy")):
+        text = repr(model)
+        assert "\n" not in text and len(text) < 320 and model.population in text and "describe()" in text
+
+
+def test_percent_rounds_and_never_prints_minus_zero():
+    from pkpd.trial import percent
+
+    assert percent(0.5893) == "58.9%" and percent(-1.3e-9) == "0.0%" and percent(np.nan) == ""
+    assert percent(453.46, "peak_rise_pct") == "453.5%" and percent(-1.3e-7, "peak_rise_pct") == "0.0%"
+
+
+def test_trial_result_repr_and_summary(small):
+    text = repr(small)
+    assert len(text.splitlines()) <= 4 and len(text) < 500 and "seed 11" in text and small.trial.name in text
+    s = small.summary()
+    assert list(s.index) == small.arm_names
+    assert {"kind", "N", "replicates", "seed", "endpoint", "simulated", "95% CI, one trial of N"} <= set(s.columns)
+    assert list(s["N"]) == [a.n for a in small.trial.arms] and (s["seed"] == 11).all()
+    assert (s["endpoint"] == "responders_primary").all()
+    e = small.endpoints.set_index(["arm", "endpoint"])
+    for arm in small.trial.arms:
+        k = round(e.loc[(arm.name, "responders_primary"), "estimate"] * arm.n)
+        assert s.loc[arm.name, "simulated"] == f"{100 * k / arm.n:.1f}%"
+        assert s.loc[arm.name, "95% CI, one trial of N"] == _cp_text(k, arm.n)
+
+
+def test_endpoints_only_where_they_mean_something():
+    """``stopped`` is reported only when some arm's rule can stop within the
+    trial; the response endpoints only when most baselines are below the threshold."""
+    def run(rule, model=None):
+        arms = (Arm("titrated", 20, 2.5, rule), Arm("placebo", 10, 0.0))
+        kw = {} if model is None else {"model": model}
+        return Trial(arms, duration_days=28, endpoints=Endpoints(primary_day=28), **kw).run(seed=3, progress=False)
+
+    never = run(RULE)
+    late = run(RULE.with_(stop_after_days_at_max=60))  # cannot be reached in 28 days
+    soon = run(RULE.with_(stop_after_days_at_max=7))
+    for res in (never, late):
+        assert "stopped" not in set(res.endpoints["endpoint"]) and "stopped" not in set(res.per_replicate["endpoint"])
+        assert "stop" in res.omitted_endpoints["stopped"]
+    assert "stopped" in set(soon.endpoints["endpoint"]) and "stopped" not in soon.omitted_endpoints
+    assert {"responders_primary", "responded_once"} <= set(never.endpoints["endpoint"])
+    healthy = run(RULE, models.hetrombopag("healthy"))
+    shown = set(healthy.endpoints["endpoint"])
+    assert not shown & {"responders_primary", "responded_once", "assessments_responding"}
+    assert "baseline" in healthy.omitted_endpoints["responded_once"]
+    assert {"time_in_range", "peak_rise_pct"} <= shown and healthy.headline_endpoint == "peak_rise_pct"
+
+
+def test_plot_platelets_one_panel_per_arm_with_labelled_lines_and_observed_band(small):
+    fig = small.plot_platelets()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == small.arm_names
+    labels = axes[0].get_legend_handles_labels()[1]
+    assert any(lab.startswith("50: response") for lab in labels) and any(lab.startswith("250: target high") for lab in labels)
+    assert any("observed count" in lab for lab in labels) and any("true count" in lab for lab in labels)
+    for ax in axes:  # each panel names its lines and shows the observed counts of its own arm
+        texts = {t.get_text() for t in ax.texts}
+        assert {"50: response and target low", "250: target high"} <= texts
+        assert ax.get_yscale() == "log" and ax.containers  # the observed-count error bars
+    obs = small.platelets.query("arm == 'placebo' and observed_median.notna()")
+    bars = axes[3].containers[0]
+    np.testing.assert_allclose(np.asarray(bars.lines[0].get_ydata(), float), obs["observed_median"].to_numpy())
+
+
+def test_plot_response_by_arm_with_intervals(small):
+    from types import SimpleNamespace
+
+    pub = SimpleNamespace(endpoint="responders_primary", responders=5, n=20, rate=0.25,
+                          interval=tuple(float(x) for x in cp_published(5, 20)))
+    fig = small.plot_response(published={"fixed 5 mg": pub})
+    (ax,) = fig.axes
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["simulated, 95% CI of one trial of N", "published, Clopper-Pearson 95% CI"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{a.name}\nN = {a.n}" for a in small.trial.arms]
+    e = small.endpoints.query("endpoint == 'responders_primary'")
+    sim = [float(np.asarray(c.lines[0].get_ydata())[0]) for c in ax.containers[:-1]]
+    published = float(np.asarray(ax.containers[-1].lines[0].get_ydata())[0])
+    np.testing.assert_allclose(sorted(sim + [published]), sorted(list(100 * e["estimate"]) + [25.0]))
+    assert "25.0% (5/20)" in {t.get_text() for t in ax.texts}
+    with pytest.raises(PKPDInputError, match="time_in_rnage. is not an endpoint"):
+        small.plot_response("time_in_rnage")

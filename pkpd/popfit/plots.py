@@ -82,14 +82,26 @@ def residuals(idata, endpoint: str = "conc") -> pd.DataFrame:
     return out
 
 
+def _unit(idata, endpoint: str, what: str, default: str) -> str:
+    """The unit :func:`pkpd.fit` stored with an endpoint's ``time`` or ``lloq``
+    (the observation unit) in ``idata.constant_data``; ``default`` without it."""
+    const = getattr(idata, "constant_data", None)
+    var = None if const is None else const.get(f"{endpoint}_{what}")
+    return (var.attrs.get("unit") if var is not None else None) or default
+
+
 def plot_gof(idata, endpoint: str = "conc", log: bool = False, unit: str | None = None):
     """Goodness-of-fit panels: DV vs PRED, DV vs IPRED, CWRES vs time, CWRES vs PRED.
 
+    unit : unit of DV and PRED; by default the endpoint's unit as the fit
+        recorded it (e.g. ng/mL or 10^9/L).  Time is in h.
     log : log-log axes for the DV panels.  Returns the matplotlib Figure.
     """
     plt = _plt()
     r = residuals(idata, endpoint)
     q = r[~r["blq"]]
+    unit = unit or _unit(idata, endpoint, "lloq", "")
+    time_unit = _unit(idata, endpoint, "time", "h")
     unit = f" ({unit})" if unit else ""
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     for ax, col, label in ((axes[0, 0], "pred", "PRED"), (axes[0, 1], "ipred", "IPRED")):
@@ -105,7 +117,7 @@ def plot_gof(idata, endpoint: str = "conc", log: bool = False, unit: str | None 
         ax.set_xlabel(f"{label}{unit}")
         ax.set_ylabel(f"DV{unit}")
         ax.set_title(f"DV vs {label}")
-    for ax, col, label in ((axes[1, 0], "time", "time (h)"), (axes[1, 1], "pred", f"PRED{unit}")):
+    for ax, col, label in ((axes[1, 0], "time", f"time ({time_unit})"), (axes[1, 1], "pred", f"PRED{unit}")):
         ax.scatter(q[col], q["cwres"], s=12, alpha=0.7)
         ax.axhline(0, color="k", lw=1)
         for y in (-2, 2):

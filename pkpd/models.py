@@ -11,13 +11,14 @@ Parameters and units (the names every part of pkpd uses)::
     ka 1/h, cl L/h (CL/F), v L (V/F), emax fold, ec50 ng/mL, hill -, n_transit -,
     mtt h, gamma -, plt0 10^9/L, lifespan h
 
-Sources are the shared science notes (``hetrombopag.md``); [R] = reported in the
+Sources are gathered in ``docs/science.md``; [R] = reported in the
 cited paper, [I] = derived or chosen here, with the reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import pk
-from .checks import PKPDInputError, nonnegative, positive
+from .checks import PKPDInputError, nonnegative, parameter_in_range, positive, real
 
 #: Parameter names in their canonical order, with units.
 PARAMETER_UNITS = MappingProxyType(
@@ -36,6 +37,21 @@ PARAMETER_UNITS = MappingProxyType(
     }
 )
 PARAMETERS = tuple(PARAMETER_UNITS)
+
+
+def _did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _known_parameters(values: Mapping, where: str) -> None:
+    """Refuse names that are not model parameters, suggesting the nearest one."""
+    for name in values:
+        if name not in PARAMETERS:
+            raise PKPDInputError(
+                f"{where} got unknown parameter {name!r}.{_did_you_mean(str(name), PARAMETERS)} "
+                f"Known parameters: {', '.join(PARAMETERS)}."
+            )
 
 
 @dataclass(frozen=True)
@@ -114,9 +130,7 @@ class PKPDModel:
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        unknown = set(self.typical) - set(PARAMETERS)
-        if unknown:
-            raise PKPDInputError(f"unknown parameter(s) {sorted(unknown)}; known: {list(PARAMETERS)}.")
+        _known_parameters(self.typical, "typical")
         missing = set(PARAMETERS) - set(self.typical)
         if missing:
             raise PKPDInputError(f"typical values missing for {sorted(missing)}; give all of {list(PARAMETERS)}.")
@@ -126,7 +140,10 @@ class PKPDModel:
             nonnegative(name, self.typical[name])
         n = self.typical["n_transit"]
         if not (np.isfinite(n) and n == int(n) and n >= 1):
-            raise PKPDInputError(f"n_transit must be a whole number >= 1; got {n!r}.")
+            raise PKPDInputError(f"n_transit must be a whole number >= 1; got {n!r}. Give the number of transit compartments, e.g. 4.")
+        for name in ("ka", "emax", "hill", "n_transit", "mtt", "gamma", "lifespan"):
+            parameter_in_range(name, self.typical[name])
+        parameter_in_range("elimination rate cl/v", self.typical["cl"] / self.typical["v"])
         for name, cv in self.iiv.items():
             if name not in PARAMETERS or name == "n_transit":
                 raise PKPDInputError(f"iiv names unknown or discrete parameter {name!r}; use one of {list(PARAMETERS[:6]) + list(PARAMETERS[7:])}.")
@@ -136,6 +153,7 @@ class PKPDModel:
                 raise PKPDInputError(f"corr {(a, b)} names a parameter without IIV; add it to iiv first.")
             if not -1 < r < 1:
                 raise PKPDInputError(f"corr {(a, b)} must lie in (-1, 1); got {r!r}.")
+        real("nonresponder_fraction", self.nonresponder_fraction)
         if not 0 <= self.nonresponder_fraction < 1:
             raise PKPDInputError(
                 f"nonresponder_fraction must be in [0, 1); got {self.nonresponder_fraction!r}."
@@ -148,13 +166,18 @@ class PKPDModel:
     # ------------------------------------------------------------ transforms
     def with_typical(self, **values) -> "PKPDModel":
         """A copy with some typical values replaced (pharmpy-style functional update)."""
-        unknown = set(values) - set(PARAMETERS)
-        if unknown:
-            raise PKPDInputError(f"unknown parameter(s) {sorted(unknown)}; known: {list(PARAMETERS)}.")
+        _known_parameters(values, "with_typical")
         return dataclasses.replace(self, typical={**self.typical, **values})
 
     def with_(self, **fields) -> "PKPDModel":
         """A copy with other fields replaced (iiv, corr, residual_plt, ...)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        for name in fields:
+            if name not in names:
+                hint = _did_you_mean(name, names)
+                if name in PARAMETERS:
+                    hint = f" {name!r} is a parameter: use with_typical({name}=...)."
+                raise PKPDInputError(f"with_ got unknown field {name!r}.{hint} Fields: {', '.join(names)}.")
         return dataclasses.replace(self, **fields)
 
     # ------------------------------------------------------------ variability
@@ -197,16 +220,86 @@ class PKPDModel:
         return pd.DataFrame({"ID": [1], **{p: [v] for p, v in self.typical.items()}, "responder": [True]})
 
     def describe(self) -> pd.DataFrame:
-        """Parameters with unit, typical value, IIV (CV) and source, one row each."""
-        return pd.DataFrame(
-            {
-                "unit": [PARAMETER_UNITS[p] for p in PARAMETERS],
-                "typical": [self.typical[p] for p in PARAMETERS],
-                "iiv_cv": [self.iiv.get(p, 0.0) for p in PARAMETERS],
-                "source": [self.sources.get(p, "") for p in PARAMETERS],
-            },
-            index=pd.Index(PARAMETERS, name="parameter"),
-        )
+        """Everything that defines the model, one number per row.
+
+        Index (part, name); columns value, unit, iiv_cv (CV, parameters only),
+        meaning and source.  Parts: ``parameter`` (typical values with their
+        IIV), ``correlation`` (between etas), ``residual`` (concentration
+        error and platelet visit noise), ``baseline`` (how PLT0 is drawn:
+        from its IIV, or the screened ITP baseline and its enrolment rule)
+        and ``response`` (share of non-responders).  ``print(model.describe()
+        .to_string())`` shows it whole.
+        """
+        rows = [("parameter", p, self.typical[p], PARAMETER_UNITS[p], self.iiv.get(p, 0.0), _MEANINGS[p],
+                 self.sources.get(p, "")) for p in PARAMETERS]
+        nan = np.nan
+        for (a, b), r in self.corr.items():
+            rows.append(("correlation", f"{a}, {b}", r, "-", nan, f"correlation of eta_{a} and eta_{b}",
+                         self.sources.get("corr", "")))
+        for key, what, unit in (("residual_conc", "concentration", "ng/mL"), ("residual_plt", "platelets", "10^9/L")):
+            err: ResidualError = getattr(self, key)
+            law = (f"observed = true x exp({err.prop:g} eps)" if err.lognormal
+                   else f"observed = true x (1 + {err.prop:g} eps)")
+            if key == "residual_plt":
+                law += ": visit-to-visit noise of each count, seen by titration and endpoints"
+            rows.append(("residual", f"{what} prop", err.prop, "log SD" if err.lognormal else "-", nan, law,
+                         self.sources.get(key, "")))
+            rows.append(("residual", f"{what} add", err.add, unit, nan, f"additive error of {what}, {unit}",
+                         self.sources.get(key, "")))
+        rows += self._baseline_rows()
+        rows.append(("response", "nonresponder_fraction", self.nonresponder_fraction, "-", nan,
+                     "share of patients without drug effect (Emax = 0)", self.sources.get("nonresponder_fraction", "")))
+        table = pd.DataFrame(rows, columns=["part", "name", "value", "unit", "iiv_cv", "meaning", "source"])
+        return table.set_index(["part", "name"])
+
+    def _baseline_rows(self) -> list[tuple]:
+        """describe() rows for how PLT0 is drawn."""
+        nan, src = np.nan, self.sources.get("baseline", "")
+        b = self.baseline
+        if b is None:
+            return [("baseline", "plt0", self.typical["plt0"], "10^9/L", self.iiv.get("plt0", 0.0),
+                     "PLT0 = typical plt0 x exp(eta), no screening", self.sources.get("plt0", ""))]
+        screened = isinstance(b, ScreenedBaseline)
+        what = "screening count" if screened else "PLT0"
+        rows = [
+            ("baseline", "median", b.median, "10^9/L", nan, f"median of the log-normal {what} before truncation", src),
+            ("baseline", "sd_log", b.sd_log, "log SD", nan, f"SD of the log {what}", src),
+            ("baseline", "low", b.low, "10^9/L", nan, f"enrolled if the {what} is >= low", src),
+            ("baseline", "high", b.high, "10^9/L", nan, "... and < high", src),
+        ]
+        if screened:
+            rows.append(("baseline", "noise", b.noise, "log SD", nan,
+                         "noise of the one screening count; true PLT0 drawn given it (regression to the mean)", src))
+        return rows
+
+    def __repr__(self) -> str:
+        def num(p):
+            return f"{p} {self.typical[p]:.3g}"
+
+        extra = []
+        if self.baseline is not None:
+            # the median is that of the referred population, before enrolment truncates it
+            extra.append(f"baseline {'screening count' if isinstance(self.baseline, ScreenedBaseline) else 'PLT0'} "
+                         f"log-normal (median {self.baseline.median:g}) enrolled in "
+                         f"[{self.baseline.low:g}, {self.baseline.high:g})")
+        if self.nonresponder_fraction:
+            extra.append(f"{self.nonresponder_fraction:.0%} non-responders")
+        noise = self.residual_plt
+        extra.append(f"platelet noise {'log SD' if noise.lognormal else 'prop'} {noise.prop:g}")
+        iiv = [p for p in PARAMETERS if self.iiv.get(p, 0) > 0]
+        return (f"PKPDModel({self.name!r}, {self.population!r}: "
+                + ", ".join(num(p) for p in PARAMETERS)
+                + f"; IIV on {', '.join(iiv) or 'none'}; " + "; ".join(extra) + "; all of it: .describe())")
+
+
+#: What each parameter means (describe() shows it).
+_MEANINGS = MappingProxyType({
+    "ka": "first-order absorption rate constant", "cl": "apparent clearance CL/F", "v": "apparent volume V/F",
+    "emax": "maximal stimulation of platelet production", "ec50": "plasma concentration of half-maximal effect",
+    "hill": "Hill coefficient", "n_transit": "megakaryocyte maturation transit compartments",
+    "mtt": "mean maturation time", "gamma": "feedback of platelets on production (0 = off)",
+    "plt0": "baseline platelet count", "lifespan": "platelet lifespan in circulation",
+})
 
 
 # ---------------------------------------------------------------- hetrombopag
@@ -222,6 +315,15 @@ _SOURCES = {
     "gamma": "[I] feedback off by default (0.1-0.6 plausible: Friberg 2002; Perez-Ruixo 2016)",
     "plt0": "[R] healthy 150-450 x10^9/L; ITP phase III median 13 (1-29), Mei et al. J Hematol Oncol 2021;14:37",
     "lifespan": "[R] 205 h healthy (Harker 2000); 2.9 d ITP (Stoll 1985), 1.6-3.6 d (Louwes 1999)",
+    "residual_conc": "[I] 20% proportional, a usual PK residual error",
+    "residual_plt": "[I] 20% log-normal, within published platelet residual errors of 9-44%",
+}
+_ITP_SOURCES = {
+    "residual_plt": "[I] log SD 0.45: 5.1% of placebo >= 50 at week 8 (phase III 5/85, Mei 2021), see ITP_PLATELET_NOISE",
+    "baseline": "[I] screening counts log-normal, enrolled if in [1, 30): median 13, 37.5% < 10 "
+                "(phase III median 13, 34-41% < 10, Mei 2021), see ITP_BASELINE",
+    "nonresponder_fraction": "[R] 11-32% for TPO-RAs (Hayes 2011; Perez-Ruixo 2012), low end chosen [I], "
+                             "see ITP_NONRESPONDER_FRACTION",
 }
 
 @dataclass(frozen=True)
@@ -290,7 +392,7 @@ ITP_PLATELET_NOISE = 0.45
 ITP_BASELINE = ScreenedBaseline(median=30.0, sd_log=1.25, low=1.0, high=30.0, noise=ITP_PLATELET_NOISE)
 #: Share of ITP patients without platelet response to TPO-RAs [R]: eltrombopag
 #: 11-19% (Hayes 2011), romiplostim 32% (Perez-Ruixo 2012).  0.15 [I], the
-#: low end of the notes' plausible 0.15-0.3: with the default EC50 (40 ng/mL)
+#: low end of the plausible 0.15-0.3 (docs/science.md): with the default EC50 (40 ng/mL)
 #: and Emax (10) the titrated phase III arms already fall short of the
 #: published response (see notebooks/03_itp_calibration.ipynb), so no more
 #: non-response than the evidence needs.
@@ -314,7 +416,9 @@ def hetrombopag(population: str = "healthy", **overrides) -> PKPDModel:
     cites its source in ``model.describe()``.
     """
     if population not in ("healthy", "itp"):
-        raise PKPDInputError(f"population must be 'healthy' or 'itp'; got {population!r}.")
+        raise PKPDInputError(
+            f"population must be 'healthy' or 'itp'; got {population!r}.{_did_you_mean(str(population), ['healthy', 'itp'])}"
+        )
     typical = {
         "ka": pk.HETROMBOPAG_KA, "cl": pk.HETROMBOPAG_CL, "v": pk.HETROMBOPAG_V,
         "emax": 10.0, "ec50": 40.0, "hill": 1.0, "n_transit": 4, "mtt": 168.0, "gamma": 0.0,
@@ -329,14 +433,13 @@ def hetrombopag(population: str = "healthy", **overrides) -> PKPDModel:
         iiv.update(lifespan=0.5)  # [I] 50%: 1.6-3.6 d reported range (Louwes 1999)
         iiv.pop("plt0")  # drawn from ITP_BASELINE instead
         fields = dict(
-            sources={**_SOURCES, "ec50": "[I] 20 ng/mL: calibrated to the phase III week-8 response (Mei 2021), see ITP_EC50"},
+            sources={**_SOURCES, "ec50": "[I] 20 ng/mL: calibrated to the phase III week-8 response (Mei 2021), see ITP_EC50",
+                     **_ITP_SOURCES},
             baseline=ITP_BASELINE,
             nonresponder_fraction=ITP_NONRESPONDER_FRACTION,
             residual_plt=ResidualError(prop=ITP_PLATELET_NOISE, lognormal=True),
         )
-    unknown = set(overrides) - set(PARAMETERS)
-    if unknown:
-        raise PKPDInputError(f"unknown parameter(s) {sorted(unknown)} for hetrombopag; known: {list(PARAMETERS)}.")
+    _known_parameters(overrides, "hetrombopag")
     typical.update(overrides)
     return PKPDModel(
         name="hetrombopag", population=population, typical=typical, iiv=iiv,

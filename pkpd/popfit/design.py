@@ -225,6 +225,13 @@ def flatten(dataset: Dataset, cmts=(CONC_CMT,), drop_predose: bool = True) -> Fi
     subjects = dataset.subjects
     if not subjects:
         raise PKPDInputError("the dataset has no subjects; give at least one subject with doses and observations.")
+    if dataset.dv_type != "CMT":
+        # the fit's blocks are compartments; guessing which DVID is which would mix endpoints
+        raise PKPDInputError(
+            f"the dataset's observation types come from DVID {sorted(dataset.dv_units)}, but the fit selects "
+            f"observations by CMT ({CONC_CMT} concentrations, {PLATELET_CMT} platelets). Set CMT on each "
+            "observation row to its compartment, and read the file again."
+        )
     ids = tuple(s.id for s in subjects)
     regimens = tuple(s.regimen for s in subjects)
     covariates = pd.DataFrame([s.covariates for s in subjects], index=pd.Index(ids, name="ID"))
@@ -283,7 +290,7 @@ def flatten(dataset: Dataset, cmts=(CONC_CMT,), drop_predose: bool = True) -> Fi
             blq=part["blq"].to_numpy(bool),
             lloq=np.where(part["blq"], part["lloq"], np.nan).astype(float),
             design=design,
-            unit=dataset.units["dv"] if cmt == CONC_CMT else ("10^9/L" if cmt == PLATELET_CMT else "?"),
+            unit=dataset.dv_units.get(cmt, dataset.units["dv"]),
         )
     if not blocks:
         left_out = "".join(f"; left out: {n} {reason}" for reason, n in excluded["reason"].value_counts().items())

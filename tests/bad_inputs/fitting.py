@@ -57,6 +57,12 @@ def _mislabelled():
     return read_nonmem(load_theophylline().to_dataframe(), dv_unit="ng/mL")
 
 
+def _by_dvid():
+    """The theophylline concentrations typed by DVID (all CMT 2 would hide which DVID is which)."""
+    table = load_theophylline().to_dataframe().assign(DVID=lambda t: np.where(t["EVID"] == 0, 1, 0))
+    return read_nonmem(table, dv_unit={1: "mg/L"})
+
+
 def _spec(make):
     def call(tmp_path):
         return make(pkpd.popfit)
@@ -118,6 +124,7 @@ CASES = [
          ("conc_unit", "'ng/mL'", "'mg/L'")),
     Case("fitting-dv-unit-mislabelled", _fit_data(_mislabelled, conc_unit="ng/mL"), E,
          ("conc_unit", "mg/L and ng/mL are mixed")),
+    Case("fitting-data-typed-by-dvid", _fit_data(_by_dvid), E, ("DVID [1]", "by CMT")),
     Case("fitting-covariate-not-in-data", _build(lambda p: p.theophylline_model(
         covariates=(p.Covariate("cl", "AGE", 40.0),))), E, ("AGE",)),
     # ---- invalid priors and model specifications

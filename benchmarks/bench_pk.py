@@ -2,7 +2,7 @@
 
 Population: log-normal inter-individual variability around the hetrombopag
 defaults (ka 0.34 /h CV 50%, CL/F 7.66 L/h CV 63.5%, V/F 265 L CV 77%; see
-/work/shared/hetrombopag.md), seeded.  Regimen: 5 mg once daily for 56 days,
+docs/science.md), seeded.  Regimen: 5 mg once daily for 56 days,
 concentrations on an hourly grid.
 
 The ODE reference is scipy's solve_ivp, one subject at a time, restarted at

@@ -1,7 +1,11 @@
 """Execute a notebook of ``notebooks/`` top to bottom with its fast settings.
 
 The notebooks read ``PKPD_FAST=1`` in their first cell and shrink only their
-sample sizes; users running them get the full settings.
+sample sizes; users running them get the full settings.  They run in their own
+folder, as Jupyter and ``jupyter execute`` run them: shipped data comes from the
+installed package (``pkpd.datasets``), the repository's scenario files from
+``../scenarios``.  Outputs are not saved here (``tests/test_notebooks_stored.py``
+checks the stored ones).
 """
 
 from __future__ import annotations

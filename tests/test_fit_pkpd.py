@@ -47,7 +47,7 @@ from pkpd.popfit.pkpd_model import (  # noqa: E402
 )
 from pkpd.popfit.simulate_pkpd import simulate_pkpd_records  # noqa: E402
 
-from notebooks import NOTEBOOKS, run_notebook
+from notebooks import run_notebook
 from studies import pkpd_records
 
 PK, PD = ("ka", "cl", "v"), ("emax", "ec50", "mtt", "lifespan", "plt0")
@@ -319,10 +319,12 @@ def test_pkpd_notebook_runs_with_fast_settings(monkeypatch):
 
 
 def test_shipped_posterior_draws_file():
-    """notebooks/data/hetrombopag_pkpd_posterior_typical.csv, written by the full run of notebook 02 and
+    """pkpd/data/hetrombopag_pkpd_posterior_typical.csv, written by the full run of notebook 02 and
     read by notebook 04: 1000 draws of the 8 typical values, a header naming what produced it and the
     fit's diagnostics."""
-    path = NOTEBOOKS / "data" / "hetrombopag_pkpd_posterior_typical.csv"
+    from pkpd import datasets
+
+    path = datasets.path("hetrombopag_pkpd_posterior_typical.csv")  # shipped as package data
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     assert re.search(r"notebooks/02_hetrombopag_pkpd\.ipynb, seed \d+, \d+ chains x \d+ draws, \d+ simulated", header[0])
     assert header[1].startswith("# fit diagnostics: max R-hat")

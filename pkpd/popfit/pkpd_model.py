@@ -6,7 +6,7 @@ oral model; this module adds the platelet observations (CMT 3, 10^9/L) as an
 :class:`~pkpd.popfit.model.Param` objects, so that PK and PD are fitted jointly
 (one posterior, the platelets inform the PK parameters through the drug effect).
 
-Structural PD model (shared notes ``hetrombopag.md``; Wang et al., Br J Clin
+Structural PD model (``docs/science.md``; Wang et al., Br J Clin
 Pharmacol 2022;88:2084): drug-stimulated production of megakaryocyte
 progenitors, ``n_transit`` = 4 maturation compartments, then circulating
 platelets, from the drug-free steady state::

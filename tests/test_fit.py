@@ -37,7 +37,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import pkpd
 from pkpd.checks import PKPDInputError
 from pkpd.nonmem import load_theophylline, read_nonmem
 from pkpd.pk import concentrations

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import pkpd
 from pkpd.checks import PKPDInputError
 from pkpd.nca import nca, nca_profile
 from pkpd.nonmem import load_theophylline, read_nonmem

@@ -246,6 +246,8 @@ def test_sigint_while_saving_leaves_the_previous_result_and_no_staging_folder(tm
     from pkpd.trial import TrialResult
 
     stand_in_plots(monkeypatch)
+    # a process started in the background ignores SIGINT (CI, nohup): give it Python's usual Ctrl-C
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "out"
     tiny_result().save(out)
     before = _folder_bytes(out)
@@ -255,11 +257,14 @@ def test_sigint_while_saving_leaves_the_previous_result_and_no_staging_folder(tm
         time.sleep(30)
 
     monkeypatch.setattr(TrialResult, "plot_platelets", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        tiny_result(seed=5).save(out)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tiny_result(seed=5).save(out)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _assert_no_leftovers(tmp_path)
     assert _folder_bytes(out) == before
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_two_saves_into_one_folder_at_once(tmp_path, monkeypatch):

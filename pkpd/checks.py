@@ -206,5 +206,17 @@ def parameter_in_range(name: str, value) -> np.ndarray:
     return arr
 
 
+def whole(name: str, value, low: int = 1, high: int | None = None, alternative: str = "") -> int:
+    """``value`` as an int: a whole number in [low, high] (3.0 is accepted;
+    True, 2.5, NaN and text are not), else PKPDInputError naming ``name``."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (number and np.isfinite(value) and float(value).is_integer()
+            and value >= low and (high is None or value <= high)):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        extra = f" ({alternative})" if alternative else ""
+        raise PKPDInputError(f"{name} must be a whole number {bound}{extra}; got {value!r}.")
+    return int(value)
+
+
 def _unit(unit: str) -> str:
     return f" (in {unit})" if unit else ""

@@ -15,7 +15,7 @@ and a save into a target path
 How a save stays safe:
 
 * the files are written into a hidden staging folder beside the target
-  (``.NAME-pkpd-XXXXXXXX``) and renamed into place when complete, so the
+  (``.NAME-pkpd-`` and 8 random characters) and renamed into place when complete, so the
   target holds either the previous result or the new one, never a mix;
 * SIGINT, SIGTERM and SIGHUP during the save first remove the staging folder
   and then take their usual effect (KeyboardInterrupt, termination); during

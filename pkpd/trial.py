@@ -33,7 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from . import titration as tt
-from .checks import MAX_PATIENT_DAYS, MAX_PATIENT_VISITS, PKPDInputError, dose_mg, positive
+from .checks import MAX_PATIENT_DAYS, MAX_PATIENT_VISITS, PKPDInputError, dose_mg, positive, whole
 from .models import PARAMETER_UNITS, PARAMETERS, PKPDModel, hetrombopag
 from .regimen import DEPOT_CMT, RECORD_COLUMNS
 from .simulate import solver_for
@@ -52,14 +52,6 @@ def _whole_days(name: str, value) -> float:
     if days != np.round(days):
         raise PKPDInputError(f"{name} must be a whole number of days; got {value!r}. Round it to full days.")
     return days
-
-
-def _whole_count(name: str, value, lowest: int = 1) -> int:
-    """A whole number >= ``lowest`` (patients, replicates); 3.0 is accepted, True, 2.5, NaN and text are not."""
-    whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
-    if isinstance(value, (bool, np.bool_)) or not whole or value < lowest:
-        raise PKPDInputError(f"{name} must be a whole number >= {lowest}; got {value!r}.")
-    return int(value)
 
 
 # ================================================================= design
@@ -85,7 +77,7 @@ class Arm:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
             raise PKPDInputError(f"arm name must be a non-empty text; got {self.name!r}.")
-        object.__setattr__(self, "n", _whole_count(f"n (patients) of arm {self.name!r}", self.n))
+        object.__setattr__(self, "n", whole(f"n (patients) of arm {self.name!r}", self.n))
         object.__setattr__(self, "start_mg", float(dose_mg(f"start_mg of arm {self.name!r}", self.start_mg)))
         if self.rule is not None:
             if not isinstance(self.rule, TitrationRule):
@@ -250,7 +242,7 @@ class Trial:
         setting in the message (e.g. ``"scenario.replicates"``; None: the
         design itself, one trial).  Returns ``replicates`` as an int.
         """
-        replicates = _whole_count(field or "replicates", replicates)
+        replicates = whole(field or "replicates", replicates)
         n, days, visits = self.n_per_trial, int(self.duration_days) + 1, self.grid().size
         patient_days, patient_visits = n * replicates * days, n * replicates * visits
         if patient_days <= MAX_PATIENT_DAYS and patient_visits <= MAX_PATIENT_VISITS:
@@ -295,7 +287,7 @@ class Trial:
         """
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise PKPDInputError(f"seed must be a whole number >= 0 or None; got {seed!r}. Give e.g. seed=1 for a reproducible trial.")
-        max_chunk = _whole_count("max_chunk", max_chunk)
+        max_chunk = whole("max_chunk", max_chunk)
         replicates = self.check_size(replicates)  # before anything is allocated
         models = self._replicate_models(typical_draws, replicates)
         root = np.random.SeedSequence(seed)

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..checks import PKPDInputError
+from ..checks import PKPDInputError, whole
 from .design import CONC_CMT
 from .model import BuiltModel, PopPKModel, build_model, individual_params, residual_sd
 
@@ -390,11 +390,11 @@ def fit(
     computed (one chain gives no R-hat), and :class:`UninformedParameterWarning`
     for each parameter whose posterior is about its prior (see :func:`diagnose`).
     """
-    draws, tune, chains = _whole("draws", draws, 1), _whole("tune", tune, 0), _whole("chains", chains, 1)
+    draws, tune, chains = whole("draws", draws, 1), whole("tune", tune, 0), whole("chains", chains, 1)
     if cores is not None:
-        cores = _whole("cores", cores, 1)
+        cores = whole("cores", cores, 1)
     if seed is not None:
-        seed = _whole("seed", seed, 0, SEED_MAX, "or None for a fresh seed")
+        seed = whole("seed", seed, 0, SEED_MAX, "or None for a fresh seed")
     if sampler not in ("nutpie", "pymc"):
         raise PKPDInputError(f"sampler must be 'nutpie' or 'pymc'; got {sampler!r}.")
     if init not in ("prior", "support_point"):
@@ -465,17 +465,6 @@ def fit(
         print(diag, flush=True)
     warn_if_problems(diag, printed=verbose)
     return idata
-
-
-def _whole(name: str, value, low: int, high: int | None = None, alternative: str = "") -> int:
-    """``value`` as an int, or PKPDInputError naming ``name`` unless it is a whole number in [low, high]."""
-    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not (number and np.isfinite(value) and float(value).is_integer()
-            and value >= low and (high is None or value <= high)):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        extra = f" ({alternative})" if alternative else ""
-        raise PKPDInputError(f"{name} must be a whole number {bound}{extra}; got {value!r}.")
-    return int(value)
 
 
 def _compile_nutpie(pymc_model, init: str = "support_point"):

@@ -148,6 +148,18 @@ def within_horizon(name: str, value) -> np.ndarray:
                    "check the unit, or split a longer study into consecutive runs.")
 
 
+def series_within_horizon(what: str, last: float) -> None:
+    """A repeated dose series whose last dose falls at ``last`` h must end
+    within :data:`MAX_HORIZON_H`; ``what`` says which series (checked before
+    any dose is built)."""
+    if last > MAX_HORIZON_H:
+        raise PKPDInputError(
+            f"{what} puts the last dose at {last:.6g} h, past the 20-year limit of {MAX_HORIZON_H:g} h "
+            "(pkpd.checks.MAX_HORIZON_H). Times are in hours; check the unit, or split a longer study into "
+            "consecutive runs."
+        )
+
+
 def dose_mg(name: str, value, negative_fix: str = "Use a value of zero or more.") -> np.ndarray:
     """Dose amounts: numbers, >= 0 and no more than :data:`MAX_DOSE_MG`."""
     arr = real(name, value, "mg")

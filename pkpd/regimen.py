@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import checks
 from .checks import (
-    MAX_HORIZON_H, PKPDInputError, dose_count, dose_mg, nonnegative, plain, positive, real,
+    PKPDInputError, dose_count, dose_mg, nonnegative, plain, positive, real, series_within_horizon,
     sorted_times, within_horizon,
 )
 
@@ -147,12 +147,7 @@ class Regimen:
         # Both limits are checked before a single dose is built.
         count = float(n) if n < 1e300 else math.inf
         last = start + interval * (count - 1)
-        if last > MAX_HORIZON_H:
-            raise PKPDInputError(
-                f"{where}: {n_name}={plain(n)!r} every {interval:g} h from {start:g} h puts the last dose at {last:.6g} h, "
-                f"past the 20-year limit of {MAX_HORIZON_H:g} h (pkpd.checks.MAX_HORIZON_H). Times are in hours; "
-                "check the unit, or split a longer study into consecutive runs."
-            )
+        series_within_horizon(f"{where}: {n_name}={plain(n)!r} every {interval:g} h from {start:g} h", last)
         dose_count(f"{where}: {n_name}={plain(n)!r}", count)
         times = start + interval * np.arange(int(n))
         doses = [Dose(t, dose) for t in times]
@@ -334,12 +329,7 @@ class Regimen:
                 raise PKPDInputError(f"SS ({where}) must be 0, 1 or 2; got {ss:g}. Use 0 for no steady state.")
             if addl and ii <= 0:
                 raise PKPDInputError(f"ADDL={addl:g} at TIME={time} needs II > 0; got II={ii}. Set II to the dosing interval (h).")
-            last = time + addl * ii
-            if last > MAX_HORIZON_H:
-                raise PKPDInputError(
-                    f"ADDL={addl:g} every II={ii:g} h from TIME={time:g} h ({where}) puts the last dose at {last:.6g} h, "
-                    f"past the 20-year limit of {MAX_HORIZON_H:g} h (pkpd.checks.MAX_HORIZON_H); check the time unit (hours)."
-                )
+            series_within_horizon(f"ADDL={addl:g} every II={ii:g} h from TIME={time:g} h ({where})", time + addl * ii)
             total += 1 + addl
             dose_count(f"dose records up to {where} (ADDL expanded)", total)
             rows.append((time, amount, ii, int(addl), int(ss), int(evid[i]) == 4))

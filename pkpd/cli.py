@@ -88,14 +88,7 @@ def _run(args) -> int:
     from .output import check_target, default_folder
     from .scenario import load_scenario
 
-    if Path(args.scenario).is_dir():
-        raise PKPDInputError(f"scenario {args.scenario!r} is a folder; give the path to a .toml file "
-                             f"(e.g. scenarios/itp_phase3.toml).")
-    try:
-        scenario = load_scenario(args.scenario)
-    except UnicodeDecodeError as err:
-        raise PKPDInputError(f"scenario file {args.scenario!r} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                             "save it as UTF-8.") from None
+    scenario = load_scenario(args.scenario)
     if args.command == "check":
         print(f"{args.scenario}: valid ({len(scenario.trial.arms)} arms, {scenario.trial.n_per_trial} patients per trial)")
         return 0

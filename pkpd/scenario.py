@@ -207,10 +207,16 @@ class Scenario:
     def load(cls, path) -> "Scenario":
         """Read and validate a scenario TOML file."""
         path = Path(path)
+        if path.is_dir():
+            raise PKPDInputError(f"scenario {str(path)!r} is a folder; give the path to a .toml file "
+                                 f"(e.g. scenarios/itp_phase3.toml).")
         if not path.is_file():
             raise PKPDInputError(f"scenario file {str(path)!r} not found; give the path to a .toml file (e.g. scenarios/itp_phase3.toml).")
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise PKPDInputError(f"scenario file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                                 "save it as UTF-8.") from None
         except tomllib.TOMLDecodeError as err:
             raise PKPDInputError(f"scenario file {path}: not valid TOML ({err}); fix the syntax.") from None
         return _wrap(f"scenario file {path}", cls.from_dict, data, path=path)

@@ -62,6 +62,12 @@ def _single_arm_table(tmp_path):
     return path
 
 
+def _latin1(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[scenario]\nname = "caf\u00e9"\n'.encode("latin-1"))
+    return path
+
+
 def _case(id_, old, new, *mentions):
     return Case(f"scenario-file-{id_}", _load(old, new), PKPDInputError, mentions)
 
@@ -97,6 +103,10 @@ CASES = [
     _case("arm-titrated-start-zero", "start_mg = 2.5", "start_mg = 0", "arms[0]", "0 mg"),
     _case("arm-unknown-rule", 'rule = "label"', 'rule = "lable"', "arms[0] ('titrated').rule", "'lable'"),
     _case("arm-names-repeat", 'name = "placebo"', 'name = "titrated"', "unique", "'titrated'"),
+    Case("scenario-file-is-a-folder", lambda tmp_path: load_scenario(tmp_path), PKPDInputError,
+         ("scenario", "is a folder")),
+    Case("scenario-file-not-utf8", lambda tmp_path: load_scenario(_latin1(tmp_path)), PKPDInputError,
+         ("latin1.toml", "not UTF-8")),
     Case("scenario-file-arms-single-table", lambda tmp_path: load_scenario(_single_arm_table(tmp_path)),
          PKPDInputError, ("[[arms]]", "single [arms] table")),
     _case("published-responders-above-n", "responders = 1", "responders = 11", "arms[1] ('placebo').published", "11"),

@@ -8,6 +8,7 @@ from .checks import PKPDInputError
 from .nca import nca
 from .nonmem import Dataset, Subject, read_nonmem
 from .pk import OneCompartmentOral
+from . import drugs
 from .regimen import Dose, Regimen
 from . import models
 from .simulate import simulate, simulate_population
@@ -15,9 +16,9 @@ from .titration import TitrationRule
 from .trial import Arm, Endpoints, Trial
 from .scenario import load_scenario, run_scenario
 
-__version__ = "0.1.0"
+from ._version import __version__
 
-__all__ = ["Dataset", "Dose", "OneCompartmentOral", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
+__all__ = ["Dataset", "Dose", "OneCompartmentOral", "drugs", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
 __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "models", "run_scenario", "simulate", "simulate_population"]
 
 # Bayesian population fitting is imported on first use only, so that

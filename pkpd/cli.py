@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 from .checks import PKPDInputError
+from .output import check_target, default_folder
+from .scenario import load_scenario
 
 #: Exit code of every user-fixable error (argparse's convention).
 EXIT_ERROR = 2
@@ -85,9 +87,6 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    from .output import check_target, default_folder
-    from .scenario import load_scenario
-
     scenario = load_scenario(args.scenario)
     if args.command == "check":
         print(f"{args.scenario}: valid ({len(scenario.trial.arms)} arms, {scenario.trial.n_per_trial} patients per trial)")

@@ -48,14 +48,7 @@ import pandas as pd
 
 from .checks import PKPDInputError
 from .nonmem import Dataset
-
-#: mg/L per one unit of each concentration unit (for CL/F and Vz/F).
-CONC_TO_MG_PER_L = {
-    "ng/mL": 1e-3, "ug/L": 1e-3, "µg/L": 1e-3, "mg/L": 1.0, "ug/mL": 1.0, "µg/mL": 1.0,
-    "g/L": 1e3, "ng/L": 1e-6, "pg/mL": 1e-6,
-}
-#: mg per one unit of each dose unit.
-DOSE_TO_MG = {"mg": 1.0, "ug": 1e-3, "µg": 1e-3, "g": 1e3, "ng": 1e-6}
+from .units import CONC_TO_MG_PER_L, DOSE_TO_MG
 
 #: Flag added when more than this % of AUC0-inf is extrapolated (a common acceptance limit).
 MAX_PCT_EXTRAP = 20.0

@@ -98,6 +98,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .units import CONC_TO_MG_PER_L, PLATELET_UNIT
 from .checks import MAX_DOSE_MG, MAX_HORIZON_H, PKPDInputError
 from .regimen import DEPOT_CMT, RECORD_COLUMNS, Regimen
 
@@ -125,8 +126,6 @@ IGNORED_RESERVED_COLUMNS = (
 #: (RACE/RATE, ULOQ/LLOQ, ALT and AST/AMT): covariates without declaration.
 KNOWN_COVARIATE_NAMES = ("RACE", "ULOQ", "ALT", "AST")
 
-#: Platelet count unit, the unit of an observation type named "platelets".
-PLATELET_UNIT = "10^9/L"
 
 #: Units of a dataset unless told otherwise.
 DEFAULT_UNITS = {"time": "h", "amt": "mg", "dv": "ng/mL"}
@@ -144,9 +143,7 @@ _EXTRA_RECORD_COLUMNS = ("DVID", "BLQ", "LLOQ")
 
 def dv_units_accepted() -> tuple[str, ...]:
     """DV units accepted by :func:`read_nonmem`: the concentration units of
-    :data:`pkpd.nca.CONC_TO_MG_PER_L` and the platelet count unit 10^9/L."""
-    from .nca import CONC_TO_MG_PER_L  # nca reads Datasets: imported here, not at module level
-
+    :data:`pkpd.units.CONC_TO_MG_PER_L` and the platelet count unit 10^9/L."""
     return tuple(CONC_TO_MG_PER_L) + (PLATELET_UNIT,)
 
 

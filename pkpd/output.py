@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from ._version import __version__
 from .checks import PKPDInputError
 
 try:  # advisory locks: POSIX only; elsewhere saves are not serialised
@@ -204,8 +205,6 @@ def _new_dir(target: Path, tag: str) -> Path:
 
 
 def _write_marker(folder: Path) -> None:
-    from . import __version__
-
     (folder / MARKER).write_text(
         f"pkpd {__version__} results folder\n"
         "Written by pkpd; the next pkpd run into this folder replaces it whole.\n"

@@ -74,8 +74,10 @@ import numba
 
 import numpy as np
 
-from . import pk
-from .checks import PKPDInputError, nonnegative, parameter_in_range, positive, sorted_times
+from .checks import PKPDInputError, nonnegative, parameter_in_range, plain, positive, sorted_times
+from .exposure import PKModel
+from .one_compartment import OneCompartmentOral
+from .response import PDModel
 
 #: Gauss-Legendre nodes per step and the longest step (h) of the default solver.
 DEFAULT_NODES = 12
@@ -157,7 +159,9 @@ class TransitParams:
             )
         n = n.ravel()[0]
         if not np.isfinite(n) or n != int(n) or n < 1:
-            raise PKPDInputError(f"n_transit must be a whole number >= 1; got {n!r}.")
+            raise PKPDInputError(
+                f"n_transit must be a whole number >= 1; got {plain(n)!r}. Give the number of transit compartments, e.g. 4."
+            )
         parameter_in_range("n_transit", n)
         values = dict(
             emax=nonnegative("emax", emax),
@@ -309,15 +313,17 @@ OP_DOSE, OP_STEP, OP_REPORT = 0, 1, 2
 
 
 @numba.njit(parallel=True, cache=True)
-def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, ek_nodes, bk_nodes, ek_end, eka_end, bk_end,
-              step_h, first, mapped, top, decay_power, v, ktr, kin, emax, ec50, hill, gamma, plt0, sweeps, ag, ac, x, conc_out, plt_out,
-              err_first, err_rest):
+def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
+              step_h, first, mapped, top, decay_power, scale, central, into, ktr, kin, emax, ec50, hill, gamma, plt0, sweeps,
+              a_pk, x, conc_out, plt_out, err_first, err_rest):
     """Execute a plan of DOSE / STEP / REPORT operations for every subject.
 
-    State (ag, ac: mg; x: P1..Pn, PLT) is updated in place.  ``args`` holds the
-    dose column, the step-length index or the report column of each operation.
-    The PK factors (ek_nodes etc.) are the exact closed-form propagators of
-    depot and central amounts from the start of a step to its nodes and end.
+    State (a_pk: PK amounts, mg, doses into compartment ``into``; x: P1..Pn, PLT) is
+    updated in place.  ``args`` holds the dose column, the step-length index or
+    the report column of each operation.  The PK tables are the PK model's
+    exact propagators: ``pk_nodes`` gives the concentration (ng/mL) at each
+    node from the amounts at the step's start, ``pk_end`` the amounts at its
+    end (its central diagonal is the elimination factor e^{-k h} over the step).
 
     Each step also estimates its own interpolation error: the two highest
     Legendre coefficients of the input's interpolant (``top`` maps node values
@@ -330,8 +336,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, ek_nodes, bk_nodes
     largest estimate of each subject goes to ``err_first`` (steps that start at
     a dose, ``first``) or ``err_rest``.
     """
-    S = ag.size
-    m = ek_nodes.shape[2]
+    S = a_pk.shape[0]
+    m = pk_nodes.shape[2]
+    n_pk = a_pk.shape[1]
     big_n = x.shape[1]
     feedback = sweeps > 0
     for s in numba.prange(S):
@@ -340,16 +347,20 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, ek_nodes, bk_nodes
         pltn = np.empty(m)
         free = np.empty(m)
         xs = x[s].copy()
+        amt = a_pk[s].copy()
+        amt_new = np.empty(n_pk)
         for o in range(ops.size):
             op, a = ops[o], args[o]
             if op == OP_DOSE:
-                ag[s] += amounts[s, a]
+                amt[into] += amounts[s, a]
             elif op == OP_REPORT:
-                conc_out[s, a] = ac[s] / v[s] * 1000.0
+                conc_out[s, a] = amt[central] * scale[s]
                 plt_out[s, a] = xs[big_n - 1]
             else:
                 for j in range(m):
-                    c = (ac[s] * ek_nodes[a, s, j] + ag[s] * bk_nodes[a, s, j]) / v[s] * 1000.0
+                    c = 0.0
+                    for i in range(n_pk):
+                        c += pk_nodes[a, s, j, i] * amt[i]
                     if c <= 0.0:
                         e = 0.0
                     elif hill[s] == 1.0:
@@ -388,7 +399,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, ek_nodes, bk_nodes
                 decay = 1.0 if (e1 >= e0 or first[a] == 2) else e1 / e0
                 est = e1 * decay ** decay_power * ktr[s] / kin[s]  # relative error per hour of step
                 if first[a]:  # once per dose: its error, not its rate, counts
-                    if mapped[a] and ek_end[a, s] < MAP_MIN_DECAY:
+                    if mapped[a] and pk_end[a, s, central, central] < MAP_MIN_DECAY:
                         est = np.inf  # the map stretches a fast elimination: rerun unmapped
                     err_first[s] = max(err_first[s], est * step_h[a] / (MAPPED_OVERESTIMATE if mapped[a] else 1.0))
                 else:
@@ -401,19 +412,25 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, ek_nodes, bk_nodes
                         acc += w[a, s, i, j] * u[j]
                     new[i] = acc
                 xs[:] = new
-                ac[s] = ac[s] * ek_end[a, s] + ag[s] * bk_end[a, s]
-                ag[s] = ag[s] * eka_end[a, s]
+                for i in range(n_pk):
+                    acc = 0.0
+                    for j in range(n_pk):
+                        acc += pk_end[a, s, i, j] * amt[j]
+                    amt_new[i] = acc
+                amt[:] = amt_new
         x[s] = xs
+        a_pk[s] = amt
 
 
 # ---------------------------------------------------------------- the solver
 @dataclass
-class PKPDSolver:
+class TransitSolver:
     """Closed-form PK and exact-step platelet PD for many subjects at once.
 
-    ka (1/h), cl (L/h), v (L): arrays over subjects (or scalars); ``pd`` holds
-    the PD arrays.  Propagators are cached per step length, so calling
-    :meth:`run` visit by visit (titration trials) reuses them.
+    ``pk``: the PK model class (a :class:`pkpd.exposure.PKModel`), ``pk_params``
+    its parameters as arrays over subjects (or scalars); ``pd`` holds the PD
+    arrays.  Propagators are cached per step length, so calling :meth:`run`
+    visit by visit (titration trials) reuses them.
 
     ``graded_levels`` (None: GRADED_LEVELS when some hill is not a whole
     number, else 0) splits the first step after each dose geometrically;
@@ -422,9 +439,8 @@ class PKPDSolver:
     :meth:`run`), up to MAX_REFINEMENTS times.
     """
 
-    ka: np.ndarray
-    cl: np.ndarray
-    v: np.ndarray
+    pk: type[PKModel]
+    pk_params: dict
     pd: TransitParams
     nodes: int = DEFAULT_NODES
     max_step_h: float = DEFAULT_MAX_STEP_H
@@ -438,15 +454,12 @@ class PKPDSolver:
 
     def __post_init__(self):
         S = self.pd.n_subjects
-        arrays = {}
-        for name, unit in (("ka", "1/h"), ("cl", "L/h"), ("v", "L")):
-            a = np.atleast_1d(positive(name, getattr(self, name), unit))
+        arrays = self.pk.parameter_arrays(**self.pk_params)
+        for name, a in arrays.items():
             if a.size not in (1, S):
                 raise PKPDInputError(f"{name} has {a.size} values but there are {S} subjects; give one per subject.")
-            arrays[name] = np.ascontiguousarray(np.broadcast_to(a, (S,)), dtype=float)
-        self.ka, self.cl, self.v = arrays["ka"], arrays["cl"], arrays["v"]
-        parameter_in_range("ka", self.ka)
-        parameter_in_range("elimination rate cl/v", self.k)
+        self.pk_params = {k: np.ascontiguousarray(np.broadcast_to(a, (S,))) for k, a in arrays.items()}
+        self.pk.check_solver_range(self.pk_params)
         self._c, q = gauss_legendre(self.nodes)
         # Legendre coefficients m-1, m-2, m-3, m-4 of the interpolant from its node values.
         legendre = np.polynomial.legendre.legvander(2 * self._c - 1, self.nodes - 1)  # (m, m): P_k(c_j)
@@ -457,17 +470,13 @@ class PKPDSolver:
         self._feedback = bool((self.pd.gamma > 0).any())
         if self.graded_levels is None:
             self.graded_levels = GRADED_LEVELS if (self.pd.hill != np.round(self.pd.hill)).any() else 0
-        self._ka_max = float(self.ka.max())
-
-    @property
-    def k(self):
-        """Elimination rate constant CL/V, 1/h."""
-        return self.cl / self.v
+        self._ka_max = float(self.pk_params[self.pk.ABSORPTION].max())
+        self._scale = np.ascontiguousarray(self.pk.conc_scale(self.pk_params))
 
     def initial_state(self) -> dict:
-        """Drug-free state at t = 0: empty depot and central, platelets at baseline."""
+        """Drug-free state at t = 0: no drug in any PK compartment, platelets at baseline."""
         S = self.pd.n_subjects
-        return {"t": 0.0, "ag": np.zeros(S), "ac": np.zeros(S), "x": self.pd.baseline_state()}
+        return {"t": 0.0, "a": np.zeros((S, self.pk.n_compartments())), "x": self.pd.baseline_state()}
 
     def _step_key(self, h: float, after_dose: bool, first: int) -> tuple:
         """Cache key of the propagators for a step of h hours."""
@@ -526,16 +535,14 @@ class PKPDSolver:
         """
         p, c = self.pd, self._c
         phi, _ = self._time_map(mapped)
-        ka, k = self.ka[:, None], self.k[:, None]
-        tau = h * phi(c)[None, :]
         S, m, big_n = p.n_subjects, c.size, p.n_transit + 1
+        # PK amounts from the step's start to each node and to its end.
+        P = self.pk.propagators(self.pk_params, np.append(h * phi(c), h))
         return {
             "phi": phi_all[:, 0], "w": w_all[:, 0],
             "phi_nodes": phi_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, big_n)),
             "w_nodes": w_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, m)),
-            "ek_nodes": np.exp(-k * tau), "bk_nodes": ka * pk.exp_divdiff(k * tau, tau, ka - k),
-            "ek_end": np.exp(-self.k * h), "eka_end": np.exp(-self.ka * h),
-            "bk_end": self.ka * pk.exp_divdiff(self.k * h, h, self.ka - self.k),
+            "pk_nodes": self._scale[:, None, None] * P[:, :m, self.pk.CENTRAL, :], "pk_end": P[:, m],
             "step_h": np.float64(h), "first": np.int64(first), "mapped": np.int64(mapped),
         }
 
@@ -614,11 +621,11 @@ class PKPDSolver:
         _run_plan(
             np.array(ops, np.int64), np.array(args, np.int64), amounts,
             tables["phi"], tables["w"], tables["phi_nodes"], tables["w_nodes"],
-            tables["ek_nodes"], tables["bk_nodes"], tables["ek_end"], tables["eka_end"], tables["bk_end"],
+            tables["pk_nodes"], tables["pk_end"],
             tables["step_h"], tables["first"], tables["mapped"], self._top, (self.nodes + 1) / 2.0,
-            self.v, p.ktr, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
+            self._scale, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT, p.ktr, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
             FEEDBACK_SWEEPS if self._feedback else 0,
-            state["ag"], state["ac"], state["x"], conc, plt, err_first, err_rest,
+            state["a"], state["x"], conc, plt, err_first, err_rest,
         )
         state["t"] = max(t, t0)
         self._refine(err_first > self.tolerance, err_rest > self.tolerance / 24.0, start, state,
@@ -645,8 +652,8 @@ class PKPDSolver:
                 continue
             key = (finer_first, finer_rest, idx.tobytes())
             if key not in self._finer:
-                self._finer[key] = PKPDSolver(
-                    self.ka[idx], self.cl[idx], self.v[idx], self.pd.subset(idx), nodes=self.nodes,
+                self._finer[key] = TransitSolver(
+                    self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
                     max_step_h=self.max_step_h / 2 if finer_rest else self.max_step_h,
                     graded_levels=max(2 * self.graded_levels, GRADED_LEVELS) if finer_first else self.graded_levels,
                     tolerance=self.tolerance, refinements=self.refinements + 1, map_first_steps=False,
@@ -657,10 +664,10 @@ class PKPDSolver:
                     for kind, tables in self._cache.items()
                     if not kind[1]
                 )
-            sub_state = {"t": start["t"], **{k: start[k][idx] for k in ("ag", "ac", "x")}}
+            sub_state = {"t": start["t"], **{k: start[k][idx] for k in ("a", "x")}}
             c, p, out = self._finer[key].run(dose_times, amounts[idx], times, sub_state)
             conc[idx], plt[idx] = c, p
-            for k in ("ag", "ac", "x"):
+            for k in ("a", "x"):
                 state[k][idx] = out[k]
 
     def _tables(self) -> dict:
@@ -673,11 +680,47 @@ class PKPDSolver:
         return self._stacked[1]
 
     def _empty_tables(self) -> dict:
-        S, m, big_n = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1
+        S, m, big_n, n_pk = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1, self.pk.n_compartments()
         z = np.zeros
         return {
             "phi": z((1, S, big_n, big_n)), "w": z((1, S, big_n, m)), "phi_nodes": z((1, S, m, big_n)),
-            "w_nodes": z((1, S, m, m)), "ek_nodes": z((1, S, m)), "bk_nodes": z((1, S, m)),
-            "ek_end": z((1, S)), "eka_end": z((1, S)), "bk_end": z((1, S)),
+            "w_nodes": z((1, S, m, m)), "pk_nodes": z((1, S, m, n_pk)), "pk_end": z((1, S, n_pk, n_pk)),
             "step_h": z(1), "first": np.zeros(1, np.int64), "mapped": np.zeros(1, np.int64),
         }
+
+
+def PKPDSolver(ka, cl, v, pd: TransitParams, **options) -> TransitSolver:
+    """The exact-step platelet solver with one-compartment oral PK (ka 1/h,
+    cl L/h, v L, arrays over subjects or scalars): the spelling of earlier
+    versions, kept working.  Equals ``TransitSolver(OneCompartmentOral,
+    {"ka": ka, "cl": cl, "v": v}, pd, **options)``."""
+    return TransitSolver(OneCompartmentOral, {"ka": ka, "cl": cl, "v": v}, pd, **options)
+
+
+class TransitPlatelets(PDModel):
+    """The megakaryocyte-maturation transit model of platelets (this module's
+    equations), solved by :class:`TransitSolver`: the PD model interface of
+    :mod:`pkpd.response`."""
+
+    PARAMETERS = {"emax": "fold", "ec50": "ng/mL", "hill": "-", "n_transit": "-", "mtt": "h", "gamma": "-",
+                  "plt0": "10^9/L", "lifespan": "h"}
+    WHOLE = ("n_transit",)
+    OBSERVABLE = "platelets"
+    UNIT = "10^9/L"
+    BASELINE = "plt0"
+    DRUG_EFFECT = "emax"
+    MEANINGS = {
+        "emax": "maximal stimulation of platelet production", "ec50": "plasma concentration of half-maximal effect",
+        "hill": "Hill coefficient", "n_transit": "megakaryocyte maturation transit compartments",
+        "mtt": "mean maturation time", "gamma": "feedback of platelets on production (0 = off)",
+        "plt0": "baseline platelet count", "lifespan": "platelet lifespan in circulation",
+    }
+
+    @classmethod
+    def check(cls, **values) -> TransitParams:
+        return TransitParams.from_values(**values)
+
+    @classmethod
+    def solver(cls, pk, pk_params, pd_params, **options) -> TransitSolver:
+        pd = pd_params if isinstance(pd_params, TransitParams) else TransitParams.from_values(**pd_params)
+        return TransitSolver(pk, dict(pk_params), pd, **options)

@@ -22,6 +22,8 @@ writes the outputs (CSV tables, NONMEM records, PNG plots).
 
 from __future__ import annotations
 
+import shutil
+
 import difflib
 import tomllib
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import PKPDInputError
-from .models import PARAMETERS, hetrombopag
+from . import drugs
 from .output import DEFAULT_ROOT, check_name, default_folder, write_folder
 from .titration import TitrationRule
 from .trial import ENDPOINTS, Arm, Endpoints, Trial, TrialResult, _interval, clopper_pearson, percent
@@ -51,9 +53,10 @@ _SCHEMA = {
         "replicates": ("whole", "replicate trials (>= 1)"),
     },
     "model": {
+        "drug": ("text", f"one of {', '.join(drugs.DRUGS)} (pkpd.drugs; default hetrombopag)"),
         "population": ("text", '"itp" or "healthy"'),
         "nonresponder_fraction": ("number", "share of patients without drug effect, 0-1"),
-        **{p: ("number", f"typical {p} override") for p in PARAMETERS},
+        **{p: ("number", f"typical {p} override") for p in drugs.PARAMETERS},
     },
     "trial": {
         "duration_days": ("whole", "days of follow-up"),
@@ -260,9 +263,10 @@ class Scenario:
                 body["ladder_mg"] = tuple(body["ladder_mg"])
             rules[rname] = keyed(where, "rule", TitrationRule, **body)
 
+        drug = mo.pop("drug", "hetrombopag")
         population = mo.pop("population", "itp")
         nonresponders = mo.pop("nonresponder_fraction", None)
-        model = _wrap("model", hetrombopag, population, **mo)
+        model = _wrap("model", drugs.model, drug, population, **mo)
         if nonresponders is not None:
             model = _wrap("model.nonresponder_fraction", model.with_, nonresponder_fraction=nonresponders)
 
@@ -426,8 +430,6 @@ class ScenarioResult:
 def _save(res: ScenarioResult, out: Path) -> Path:
     """One results folder: the trial's files, the endpoint table with the
     published columns, the comparison text and a copy of the scenario file."""
-    import shutil
-
     def fill(folder: Path) -> None:
         res.result._write_files(folder, published=res.scenario.published)
         res.endpoints.to_csv(folder / "endpoints.csv", index=False)

@@ -21,25 +21,16 @@ import pandas as pd
 import xarray as xr
 
 from .checks import PKPDInputError, plain, real, report_cells, sorted_times, within_horizon
-from .models import PARAMETER_UNITS, PARAMETERS, PKPDModel
-from .pd import PKPDSolver, TransitParams
+from .population import PKPDModel
 from .regimen import Regimen
+from .response import Solver
 
 
-def solver_for(parameters: pd.DataFrame, **options) -> PKPDSolver:
-    """A :class:`PKPDSolver` for individual parameters (one row per subject)."""
-    missing = [p for p in PARAMETERS if p not in parameters]
-    if missing:
-        raise PKPDInputError(f"parameters lack columns {missing}; give every one of {list(PARAMETERS)}.")
-    if len(parameters) < 1:
-        raise PKPDInputError("parameters has no rows; the population size must be >= 1.")
-    pd_params = TransitParams.from_values(
-        **{p: parameters[p].to_numpy(float) for p in ("emax", "ec50", "hill", "n_transit", "mtt", "gamma", "plt0", "lifespan")}
-    )
-    return PKPDSolver(
-        parameters["ka"].to_numpy(float), parameters["cl"].to_numpy(float), parameters["v"].to_numpy(float),
-        pd_params, **options,
-    )
+def solver_for(parameters: pd.DataFrame, model: PKPDModel | None = None, **options) -> Solver:
+    """The solver of ``model``'s structure (default: one-compartment oral PK
+    with transit platelets) for individual parameters (one row per subject);
+    see :meth:`pkpd.population.PKPDModel.solver`."""
+    return (model or _DEFAULT_STRUCTURE).solver(parameters, **options)
 
 
 def _check_regimen(regimen: Regimen) -> None:
@@ -93,12 +84,13 @@ def simulate(model: PKPDModel, regimen: Regimen, times) -> pd.DataFrame:
     """Simulate one subject at the model's typical values.
 
     times : sorted report times, h.  Returns a DataFrame with columns ``time``
-    (h), ``conc`` (ng/mL) and ``platelets`` (10^9/L).
+    (h), ``conc`` (ng/mL) and the PD model's response (``platelets``,
+    10^9/L, for the default structure).
     """
     _check_regimen(regimen)
     times = _report_times("simulate", times, 1)
-    conc, plt, _ = solver_for(model.typical_parameters()).run(regimen.times, regimen.amounts, times)
-    return pd.DataFrame({"time": times, "conc": conc[0], "platelets": plt[0]})
+    conc, response, _ = model.solver(model.typical_parameters()).run(regimen.times, regimen.amounts, times)
+    return pd.DataFrame({"time": times, "conc": conc[0], model.pd.OBSERVABLE: response[0]})
 
 
 def simulate_population(
@@ -145,27 +137,39 @@ def simulate_population(
     if parameters is None:
         parameters = model.sample_parameters(n, seed=rng)
     else:
-        unknown = [c for c in parameters.columns if c not in (*PARAMETERS, "ID", "responder")]
+        names = model.parameter_names
+        unknown = [c for c in parameters.columns if c not in (*names, "ID", "responder")]
         if unknown:
-            raise PKPDInputError(f"parameters has unknown columns {unknown}; known: {list(PARAMETERS)} and ID.")
+            raise PKPDInputError(f"parameters has unknown columns {unknown}; known: {list(names)} and ID.")
         parameters = parameters.reset_index(drop=True).copy()
-        for p in PARAMETERS:
+        for p in names:
             if p not in parameters:
                 parameters[p] = model.typical[p]
         if "ID" not in parameters:
             parameters.insert(0, "ID", np.arange(1, len(parameters) + 1))
-    conc, plt, _ = solver_for(parameters).run(regimen.times, regimen.amounts, times)
+    conc, response, _ = model.solver(parameters).run(regimen.times, regimen.amounts, times)
+    what, unit = model.pd.OBSERVABLE, model.pd.UNIT
     ds = xr.Dataset(
         {
             "conc": (("id", "time"), conc, {"units": "ng/mL"}),
-            "platelets": (("id", "time"), plt, {"units": "10^9/L"}),
+            what: (("id", "time"), response, {"units": unit}),
         },
         coords={"id": parameters["ID"].to_numpy(), "time": ("time", times, {"units": "h"})},
         attrs={"model": model.name, "population": model.population, "regimen": repr(regimen)},
     )
     if observed:
         ds["conc_obs"] = (("id", "time"), model.residual_conc.sample(conc, rng), {"units": "ng/mL"})
-        ds["platelets_obs"] = (("id", "time"), model.residual_plt.sample(plt, rng), {"units": "10^9/L"})
+        ds[f"{what}_obs"] = (("id", "time"), model.residual_plt.sample(response, rng), {"units": unit})
+    units = model.parameter_units
     for p in parameters.columns.drop("ID"):
-        ds[p] = ("id", parameters[p].to_numpy(), {"units": PARAMETER_UNITS.get(p, "")})
+        ds[p] = ("id", parameters[p].to_numpy(), {"units": units.get(p, "")})
     return ds
+
+
+#: The structure :func:`solver_for` uses when no model is given (one-compartment
+#: oral PK, transit platelets; only its structure matters, not these values).
+_DEFAULT_STRUCTURE = PKPDModel(
+    name="default structure", population="-",
+    typical={"ka": 1.0, "cl": 1.0, "v": 10.0, "emax": 0.0, "ec50": 1.0, "hill": 1.0, "n_transit": 4, "mtt": 100.0,
+             "gamma": 0.0, "plt0": 100.0, "lifespan": 100.0},
+)

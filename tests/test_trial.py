@@ -485,3 +485,43 @@ def test_plot_response_by_arm_with_intervals(small):
     assert "25.0% (5/20)" in {t.get_text() for t in ax.texts}
     with pytest.raises(PKPDInputError, match="time_in_rnage. is not an endpoint"):
         small.plot_response("time_in_rnage")
+
+
+# ================================================================= the endpoint registry
+def test_a_registered_endpoint_is_reported_with_its_value_and_interval():
+    """A toy endpoint, registered as one function, appears in the endpoint
+    table, per_replicate, summary and plot_response with the share computed
+    here from the trajectories and its Clopper-Pearson interval from scipy."""
+    from pkpd import endpoints
+
+    toy = "true platelets > 100 on day 21 (toy; response threshold {response:g})"
+
+    @endpoints.endpoint("day21_above_100", toy, kind="binomial")
+    def day21_above_100(v):
+        return v.daily[:, 21] > 100
+
+    try:
+        res = small_trial().run(seed=7, replicates=2, progress=False)
+        traj = res.trajectories
+        table = res.endpoints.set_index(["arm", "endpoint"])
+        per_rep = res.per_replicate.set_index(["replicate", "arm", "endpoint"])["value"]
+        summary = res.summary(endpoint="day21_above_100")
+        described = toy.format(response=50)
+        for arm in res.trial.arms:
+            day21 = traj["platelets"].sel(day=21).where(traj["arm"] == arm.name, drop=True)
+            share = float((day21 > 100).mean())
+            row = table.loc[(arm.name, "day21_above_100")]
+            assert row["estimate"] == pytest.approx(share, abs=1e-12)
+            assert row["description"] == described and row["kind"] == "binomial"
+            assert (row["trial_low"], row["trial_high"]) == pytest.approx(cp_published(share * arm.n, arm.n), abs=1e-9)
+            for r in (0, 1):
+                one = float((day21.where(day21["replicate"] == r, drop=True) > 100).mean())
+                assert per_rep[(r, arm.name, "day21_above_100")] == pytest.approx(one, abs=1e-12)
+            assert summary.loc[arm.name, "simulated"] == f"{100 * share:.1f}%"
+        assert (summary["endpoint"] == "day21_above_100").all() and summary.attrs["description"] == described
+        assert described in res.plot_response("day21_above_100").axes[0].get_title()
+        with pytest.raises(PKPDInputError, match="day21_above_100.*already registered"):
+            endpoints.endpoint("day21_above_100", "again")(day21_above_100)
+    finally:
+        del endpoints.REGISTRY["day21_above_100"]
+    assert "day21_above_100" not in set(small_trial().run(seed=7, progress=False).endpoints["endpoint"])

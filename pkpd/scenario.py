@@ -37,7 +37,10 @@ from .checks import PKPDInputError
 from . import drugs
 from .output import DEFAULT_ROOT, check_name, default_folder, write_folder
 from .titration import TitrationRule
-from .trial import ENDPOINTS, Arm, Endpoints, Trial, TrialResult, _interval, clopper_pearson, percent
+from .endpoints import ENDPOINTS, _interval, percent
+from .intervals import clopper_pearson
+from .trial import Arm, Endpoints, Trial
+from .trial_result import TrialResult
 
 #: Default parent of the output folders (relative to the working directory):
 #: a run without ``out`` writes to ``pkpd-results/<scenario name>``.

@@ -124,6 +124,14 @@ class TitrationRule:
         (1 = act on a single count).
     stop_after_days_at_max : stop treatment if the count is still below
         ``low`` after this many days at the highest level (days); None = never.
+    step_below_low : which way the dose steps on a count below ``low``: "up"
+        (a drug that raises the count, e.g. a TPO-receptor agonist) or "down"
+        (a drug that lowers it, e.g. myelosuppression: one level down below
+        ``low``, at the lowest level interrupt if ``interrupt_at_lowest``;
+        one level up above ``high`` after ``step_up_after_days``; the stop
+        rule then applies to counts still above ``high``).  The rest
+        (interruption above ``interrupt_above``, resumption below
+        ``resume_below``) is the same either way.
     name : a label for tables and plots.
 
     Day fields are at most 7305 days and doses at most 100 g (the
@@ -145,6 +153,7 @@ class TitrationRule:
     confirm_interrupt: int = 1
     confirm_resume: int = 1
     stop_after_days_at_max: float | None = None
+    step_below_low: str = "up"
     name: str = "label-style titration"
 
     def __repr__(self) -> str:
@@ -198,6 +207,11 @@ class TitrationRule:
             raise PKPDInputError(f"interrupt_at_lowest must be true or false; got {self.interrupt_at_lowest!r}.")
         if self.stop_after_days_at_max is not None:
             _days("stop_after_days_at_max", self.stop_after_days_at_max)
+        if self.step_below_low not in ("up", "down"):
+            raise PKPDInputError(
+                f"step_below_low must be 'up' (the drug raises the count) or 'down' (it lowers it, e.g. "
+                f"myelosuppression); got {self.step_below_low!r}."
+            )
         for name in ("visit_every_days", "low", "high", "interrupt_above", "resume_below", "step_up_after_days",
                      "min_days_between_changes"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -284,6 +298,8 @@ class TitrationRule:
         since = day - last
         may_change = since >= self.min_days_between_changes - 1e-9
         on_drug = ~stopped & ~interrupted
+        rising = self.step_below_low == "up"  # the drug raises the count: low counts call for more
+        up_run, down_run = (low_run, high_run) if rising else (high_run, low_run)
 
         action = np.full(y.shape, HOLD, dtype=np.int64)
         undecided = np.ones(y.shape, dtype=bool)
@@ -303,7 +319,7 @@ class TitrationRule:
         # too high: interrupt at once (safety, no waiting time)
         lowest = level == 1
         interrupt = take(on_drug & (very_high_run >= self.confirm_interrupt), INTERRUPT)
-        above = on_drug & (high_run >= self.confirm_down) & may_change
+        above = on_drug & (down_run >= self.confirm_down) & may_change
         if self.interrupt_at_lowest:
             interrupt |= take(above & lowest, INTERRUPT)
         resume_level[interrupt] = level[interrupt]
@@ -314,11 +330,11 @@ class TitrationRule:
         at_top = on_drug & (level == self.top)
         if self.stop_after_days_at_max is not None:
             waited = day - state.max_since_day >= self.stop_after_days_at_max - 1e-9  # NaN compares False
-            stop = take(at_top & (y < self.low) & waited, STOP)
+            stop = take(at_top & ((y < self.low) if rising else (y > self.high)) & waited, STOP)
             level[stop] = 0
             stopped[stop] = True
         up = take(
-            on_drug & ~at_top & (low_run >= self.confirm_up) & may_change
+            on_drug & ~at_top & (up_run >= self.confirm_up) & may_change
             & (since >= self.step_up_after_days - 1e-9),
             UP,
         )

@@ -208,3 +208,37 @@ def test_rules_refuse_implausible_values(changes, words):
 def test_step_refuses_a_day_that_is_not_a_number():
     with pytest.raises(PKPDInputError, match="day must be a finite number"):
         RULE.step(RULE.start(2.5, 1), float("nan"), [30.0])
+
+
+# ---------------------------------------------------------------- direction: a drug that lowers the count
+NEUTROPENIA_RULE = TitrationRule(ladder_mg=(0, 50, 100, 150), low=1.5, high=4.0, interrupt_above=50.0,
+                                 resume_below=40.0, interrupt_at_lowest=False, step_below_low="down",
+                                 name="reduce on low counts")
+
+
+def test_a_lowering_drug_steps_down_on_low_counts_and_up_on_high_ones():
+    # days 7, 14, 21, 28, 35: low (down at once), in range, low (down: 7 days since), low at the
+    # lowest level (kept: interrupt_at_lowest=False), high after 14 days on the dose (up)
+    log = NEUTROPENIA_RULE.follow([1.0, 2.0, 0.8, 0.5, 5.0], 150.0, days=[7, 14, 21, 28, 42])
+    assert list(log["action"]) == ["down", "hold", "down", "hold", "up"]
+    assert list(log["dose_mg"]) == [100.0, 100.0, 50.0, 50.0, 100.0]
+    # the same counts under the default direction go the other way
+    assert list(NEUTROPENIA_RULE.with_(step_below_low="up").follow([1.0], 100.0, days=[14])["action"]) == ["up"]
+
+
+def test_a_lowering_drug_stops_on_counts_still_high_at_the_top_dose():
+    rule = NEUTROPENIA_RULE.with_(stop_after_days_at_max=14)
+    log = rule.follow([5.0, 5.0, 1.0], 150.0, days=[7, 14, 21])
+    assert list(log["action"]) == ["hold", "stop", "stopped"]
+
+
+def test_the_default_direction_is_unchanged():
+    assert TitrationRule().step_below_low == "up"
+    assert list(RULE.follow([30.0, 300.0], 2.5, days=[14, 21])["action"]) == ["up", "down"]
+
+
+@pytest.mark.parametrize("value", ["sideways", "Down", None, True])
+def test_the_direction_must_be_up_or_down(value):
+    with pytest.raises(PKPDInputError, match="step_below_low must be 'up'.*'down'") as err:
+        RULE.with_(step_below_low=value)
+    assert repr(value) in str(err.value)

@@ -16,7 +16,7 @@ from .titration import TitrationRule
 from .trial import Arm, Endpoints, Trial
 from .scenario import load_scenario, run_scenario
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
 __all__ = ["Dataset", "Dose", "OneCompartmentOral", "drugs", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
 __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "models", "run_scenario", "simulate", "simulate_population"]

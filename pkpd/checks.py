@@ -196,6 +196,7 @@ def report_cells(name: str, n_subjects: int, n_times: int, bytes_per_cell: int =
 PARAMETER_LIMITS = {
     "ka": (0.0, 100.0, "1/h", "above that the absorption half-life is under 25 s: ka is per hour"),
     "elimination rate cl/v": (0.0, 100.0, "1/h", "above that the elimination half-life is under 25 s: CL is in L/h and V in L"),
+    "disposition rate alpha": (0.0, 100.0, "1/h", "above that the distribution half-life is under 25 s: CL and Q are in L/h, V1 and V2 in L"),
     "emax": (0.0, 100.0, "fold", "TPO-receptor agonists reach about 10-fold (romiplostim 9-11)"),
     "hill": (0.25, 5.0, "", "PD Hill coefficients lie between about 0.5 and 3"),
     "n_transit": (1, 20, "", "maturation models use 3-6 transit compartments"),

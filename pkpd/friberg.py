@@ -26,9 +26,9 @@ import numba
 import numpy as np
 
 from . import ode
-from .checks import PARAMETER_LIMITS, PKPDInputError, nonnegative, plain, positive, real, sorted_times
+from .checks import PARAMETER_LIMITS, PKPDInputError, nonnegative, plain, positive, real
 from .exposure import PKModel
-from .response import PDModel
+from .response import PDModel, run_inputs
 
 #: Default relative and absolute (mg, 10^9/L) tolerances of the solver: counts
 #: agree with scipy's DOP853 at rtol 1e-12 to ~2e-8 relative, concentrations to
@@ -150,16 +150,9 @@ class FribergSolver:
         (a dose at a report time is given first).  Returns (conc (S, T) ng/mL,
         neutrophils (S, T) 10^9/L, the state after the last event)."""
         state = self.initial_state() if state is None else {"t": float(state["t"]), "y": np.array(state["y"])}
-        dose_times, times = sorted_times("dose_times", dose_times), sorted_times("times", times)
         S, t0 = self.params.shape[0], state["t"]
-        amounts = nonnegative("amounts", amounts, "mg")
-        try:  # a writable copy: one compiled kernel type
-            amounts = np.array(np.broadcast_to(amounts, (S, dose_times.size)))
-        except ValueError:
-            raise PKPDInputError(f"amounts must have shape ({S}, {dose_times.size}) or ({dose_times.size},) (mg, "
-                                 f"subjects x doses); got {np.shape(amounts)}.") from None
-        if times.size and times[0] < t0 - 1e-9:
-            raise PKPDInputError(f"times must not go back before the state's time {t0} h; the first is {times[0]} h.")
+        # amounts come back as a writable copy: one compiled kernel type
+        dose_times, amounts, times = run_inputs(S, t0, dose_times, amounts, times)
         events = [(t, ode.OP_DOSE, j) for j, t in enumerate(dose_times) if t >= t0 - 1e-9]
         events += [(t, ode.OP_RECORD, i) for i, t in enumerate(times)]
         ops, args, at = [], [], []

@@ -74,10 +74,10 @@ import numba
 
 import numpy as np
 
-from .checks import PKPDInputError, nonnegative, parameter_in_range, plain, positive, sorted_times
+from .checks import PKPDInputError, nonnegative, parameter_in_range, plain, positive
 from .exposure import PKModel
 from .one_compartment import OneCompartmentOral
-from .response import PDModel
+from .response import PDModel, run_inputs
 
 #: Gauss-Legendre nodes per step and the longest step (h) of the default solver.
 DEFAULT_NODES = 12
@@ -585,15 +585,9 @@ class TransitSolver:
         """
         state = self.initial_state() if state is None else {k: np.copy(v) for k, v in state.items()}
         start = {k: np.copy(v) for k, v in state.items()}
-        dose_times = sorted_times("dose_times", dose_times)
-        times = sorted_times("times", times)
         S = self.pd.n_subjects
-        amounts = np.ascontiguousarray(
-            np.broadcast_to(nonnegative("amounts", amounts, "mg"), (S, dose_times.size)), dtype=float
-        )
         t0 = float(state["t"])
-        if times.size and times[0] < t0 - 1e-9:
-            raise PKPDInputError(f"times start at {times[0]} h, before the state's time {t0} h; report times must not go back.")
+        dose_times, amounts, times = run_inputs(S, t0, dose_times, amounts, times)
         ops, args = [], []
         t = t0
         dosed = False

@@ -28,6 +28,7 @@ from typing import ClassVar, Mapping, Protocol
 
 import numpy as np
 
+from .checks import PKPDInputError, nonnegative, sorted_times
 from .exposure import PKModel
 
 
@@ -51,9 +52,9 @@ class PDModel:
     MEANINGS: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
-    def check(cls, **values) -> dict[str, np.ndarray]:
-        """Validated parameter arrays of shape (n_subjects,) (whole-number ones
-        as one shared int)."""
+    def check(cls, **values):
+        """The validated parameters (arrays of shape (n_subjects,), whole-number
+        ones as one shared int), in the form the model's solver takes."""
         raise NotImplementedError
 
     @classmethod
@@ -62,3 +63,20 @@ class PDModel:
         """A solver of PK ``pk`` with ``pk_params`` and this PD with ``pd_params``
         (arrays over subjects, already checked)."""
         raise NotImplementedError
+
+
+def run_inputs(n_subjects: int, t0: float, dose_times, amounts, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arguments of a solver's ``run``, checked: sorted ``dose_times`` (D,)
+    h, ``amounts`` as a writable C-contiguous float array (n_subjects, D) mg
+    (a (D,) row is given to every subject), and sorted report ``times`` (T,) h
+    that do not go back before the state's time ``t0`` h."""
+    dose_times, times = sorted_times("dose_times", dose_times), sorted_times("times", times)
+    amounts = nonnegative("amounts", amounts, "mg")
+    try:
+        amounts = np.array(np.broadcast_to(amounts, (n_subjects, dose_times.size)), dtype=float)
+    except ValueError:
+        raise PKPDInputError(f"amounts must have shape ({n_subjects}, {dose_times.size}) or ({dose_times.size},) "
+                             f"(mg, subjects x doses); got {np.shape(amounts)}.") from None
+    if times.size and times[0] < t0 - 1e-9:
+        raise PKPDInputError(f"times start at {times[0]} h, before the state's time {t0} h; report times must not go back.")
+    return dose_times, amounts, times

@@ -102,9 +102,10 @@ class Endpoint:
     compute: Callable[[VisitData], Any]
     response: bool = False
 
-    def describe(self, settings) -> str:
-        """The description with the trial's thresholds filled in."""
-        return self.description.format(**vars(settings))
+    def describe(self, settings, observable: str = "platelets") -> str:
+        """The description with the trial's thresholds and the PD model's
+        response (``observable``, e.g. platelets) filled in."""
+        return self.description.format(**vars(settings), observable=observable)
 
     def interval(self, values: np.ndarray, n: int) -> tuple[float, float, float, str]:
         """Estimate, 95% interval of one trial of ``n`` patients and its method."""
@@ -173,7 +174,7 @@ ENDPOINTS = _Descriptions()
 
 
 # ================================================================= the endpoints
-@endpoint("responders_primary", "observed platelets >= {response:g} at day {primary_day:g} (primary)",
+@endpoint("responders_primary", "observed {observable} >= {response:g} at day {primary_day:g} (primary)",
           kind="binomial", response=True)
 def responders_primary(v: VisitData):
     """Observed count >= response on the primary day; a patient stopped before
@@ -187,7 +188,7 @@ def responders_primary(v: VisitData):
     return primary
 
 
-@endpoint("responded_once", "observed platelets >= {response:g} at least once after baseline", kind="binomial", response=True)
+@endpoint("responded_once", "observed {observable} >= {response:g} at least once after baseline", kind="binomial", response=True)
 def responded_once(v: VisitData):
     return v.responding.any(axis=1)
 
@@ -203,23 +204,23 @@ def assessments_responding(v: VisitData):
     return r.mean(axis=1) if r.shape[1] else np.full(len(r), np.nan)
 
 
-@endpoint("time_in_range", "fraction of days with true platelets in {target[0]:g}-{target[1]:g}")
+@endpoint("time_in_range", "fraction of days with true {observable} in {target[0]:g}-{target[1]:g}")
 def time_in_range(v: VisitData):
     d = v.after_baseline
     return ((d >= v.settings.target[0]) & (d <= v.settings.target[1])).mean(axis=1)
 
 
-@endpoint("time_above", "fraction of days with true platelets > {above:g}")
+@endpoint("time_above", "fraction of days with true {observable} > {above:g}")
 def time_above(v: VisitData):
     return (v.after_baseline > v.settings.above).mean(axis=1)
 
 
-@endpoint("time_below", "fraction of days with true platelets < {below:g}")
+@endpoint("time_below", "fraction of days with true {observable} < {below:g}")
 def time_below(v: VisitData):
     return (v.after_baseline < v.settings.below).mean(axis=1)
 
 
-@endpoint("peak_rise_pct", "peak true platelet rise from baseline, %", unit="%")
+@endpoint("peak_rise_pct", "peak rise of true {observable} from baseline, %", unit="%")
 def peak_rise_pct(v: VisitData):
     # against day 0 of the same float32 record: a flat course is exactly 0 %
     return (v.daily.max(axis=1).astype(float) / v.daily[:, 0] - 1.0) * 100.0
@@ -253,10 +254,10 @@ def endpoint_names(values: pd.DataFrame) -> list[str]:
     return [k for k in REGISTRY if k in values]
 
 
-def endpoint_table(values: pd.DataFrame, arms, replicates: int, settings) -> pd.DataFrame:
+def endpoint_table(values: pd.DataFrame, arms, replicates: int, settings, observable: str = "platelets") -> pd.DataFrame:
     """The endpoint table of :attr:`pkpd.trial.TrialResult.endpoints` from
     :func:`patient_values` (arm codes index ``arms``, each with ``name`` and
-    ``n`` patients per trial)."""
+    ``n`` patients per trial; ``observable``: what the counts are)."""
     rows = []
     for i, arm in enumerate(arms):
         mi = values[values["arm"] == i]
@@ -266,7 +267,7 @@ def endpoint_table(values: pd.DataFrame, arms, replicates: int, settings) -> pd.
             reps = mi.groupby("replicate")[name].mean().to_numpy(float)
             r_lo, r_hi = np.percentile(reps, [2.5, 97.5]) if replicates > 1 else (np.nan, np.nan)
             rows.append({
-                "arm": arm.name, "endpoint": name, "description": e.describe(settings), "kind": e.kind, "unit": e.unit,
+                "arm": arm.name, "endpoint": name, "description": e.describe(settings, observable), "kind": e.kind, "unit": e.unit,
                 "n": arm.n, "replicates": replicates, "estimate": est,
                 "trial_low": lo, "trial_high": hi, "trial_interval": f"{method}, one trial of n",
                 "replicate_low": float(r_lo), "replicate_high": float(r_hi),

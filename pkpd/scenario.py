@@ -57,7 +57,7 @@ _SCHEMA = {
     },
     "model": {
         "drug": ("text", f"one of {', '.join(drugs.DRUGS)} (pkpd.drugs; default hetrombopag)"),
-        "population": ("text", '"itp" or "healthy"'),
+        "population": ("text", 'the drug\'s population, e.g. "itp" or "healthy"'),
         "nonresponder_fraction": ("number", "share of patients without drug effect, 0-1"),
         **{p: ("number", f"typical {p} override") for p in drugs.PARAMETERS},
     },
@@ -77,8 +77,9 @@ _SCHEMA = {
     "rule": {
         "ladder_mg": ("numbers", "dose levels, mg, e.g. [0, 2.5, 3.75, 5, 7.5]"),
         "visit_every_days": ("whole", "days between decision visits"),
-        "low": ("number", "step up below this, 10^9/L"),
-        "high": ("number", "step down above this, 10^9/L"),
+        "low": ("number", "step up (or down, see step_below_low) below this, 10^9/L"),
+        "high": ("number", "step down (or up) above this, 10^9/L"),
+        "step_below_low": ("text", '"up" (a drug that raises counts, default) or "down" (one that lowers them)'),
         "interrupt_above": ("number", "interrupt above this, 10^9/L"),
         "resume_below": ("number", "resume once below this, 10^9/L"),
         "resume_levels_down": ("whole", "levels below the pre-interruption dose to resume at"),
@@ -267,7 +268,9 @@ class Scenario:
             rules[rname] = keyed(where, "rule", TitrationRule, **body)
 
         drug = mo.pop("drug", "hetrombopag")
-        population = mo.pop("population", "itp")
+        # without a population: ITP where the drug has it (pkpd's main use), else the drug's first
+        known = drugs.DRUGS[drug].POPULATIONS if drug in drugs.DRUGS else ("itp",)
+        population = mo.pop("population", "itp" if "itp" in known else known[0])
         nonresponders = mo.pop("nonresponder_fraction", None)
         model = _wrap("model", drugs.model, drug, population, **mo)
         if nonresponders is not None:

@@ -82,10 +82,10 @@ def plot_platelets(result, axes=None):
             ax.xaxis.set_tick_params(labelbottom=True)
             ax.set_xlabel("week")
         if k % ncols == 0:
-            ax.set_ylabel("platelets (10^9/L)")
+            ax.set_ylabel(f"{t.model.pd.OBSERVABLE} ({t.model.pd.UNIT})")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-    fig.suptitle(f"{t.name}: platelets per arm ({t.n_per_trial} patients per trial, "
+    fig.suptitle(f"{t.name}: {t.model.pd.OBSERVABLE} per arm ({t.n_per_trial} patients per trial, "
                  f"{result.replicates} replicate{'s' if result.replicates > 1 else ''})", fontsize=10)
     legend_in = 0.15 * -(-len(labels) // 3) + 0.1  # legend rows x line height, inches
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))

@@ -224,7 +224,7 @@ class TrialResult:
     def _all_endpoints(self) -> pd.DataFrame:
         if "endpoints" not in self._cache:
             self._cache["endpoints"] = endpoint_table(self._patient_metrics(), self.trial.arms, self.replicates,
-                                                      self.trial.endpoints)
+                                                      self.trial.endpoints, self.trial.model.pd.OBSERVABLE)
         return self._cache["endpoints"]
 
     @property

@@ -312,3 +312,62 @@ def test_scenario_follow_up_past_the_last_visit_is_reported(tmp_path):
     assert table["day"].max() == 60 and np.isfinite(table[["median", "p05", "p95"]]).all().all()
     assert (table["median"] > 1).all() and (table["median"] < 2000).all()
     assert sorted(res.ledger["day"].unique()) == list(range(0, 57, 7))
+
+
+# ----------------------------------------------------------------- other drugs and models
+OTHER_DRUG = """
+[scenario]
+name = "{name}"
+seed = 3
+[model]
+drug = "{drug}"
+[trial]
+duration_days = 42
+visit_every_days = 7
+[endpoints]
+response = {response}
+primary_day = 42
+target = [{low}, {high}]
+above = {above}
+below = {below}
+[rules.r]
+ladder_mg = {ladder}
+low = {low}
+high = {high}
+{extra}
+[[arms]]
+name = "titrated"
+n = 60
+start_mg = {start}
+rule = "r"
+[[arms]]
+name = "placebo"
+n = 30
+start_mg = 0
+"""
+
+
+def test_a_scenario_names_its_drug_two_compartment_eltrombopag(tmp_path):
+    """drug = "eltrombopag": its two-compartment PK model and ITP population, titrated up on low counts."""
+    path = write(tmp_path, OTHER_DRUG.format(name="eltro", drug="eltrombopag", response=50, low=50, high=250,
+                                             above=400, below=30, ladder=[0, 25, 50, 75], extra="", start=50))
+    scenario = load_scenario(path)
+    assert scenario.trial.model.pk is pkpd.two_compartment.TwoCompartmentOral
+    assert scenario.trial.model.population == "itp"  # the default population where the drug has one
+    res = run_scenario(path)
+    e = res.result.endpoints.set_index(["arm", "endpoint"])["estimate"]
+    assert e["titrated", "responded_once"] > e["placebo", "responded_once"] + 0.3
+    assert "observed platelets >= 50" in res.comparison()
+
+
+def test_a_scenario_names_its_drug_friberg_docetaxel_reduces_on_low_counts(tmp_path):
+    """drug = "docetaxel": Friberg neutrophils; step_below_low = "down" lowers the dose at low counts."""
+    extra = 'step_below_low = "down"\ninterrupt_above = 1000\nresume_below = 999\ninterrupt_at_lowest = false'
+    path = write(tmp_path, OTHER_DRUG.format(name="doce", drug="docetaxel", response=1.5, low=1.5, high=8,
+                                             above=10, below=0.5, ladder=[0, 10, 20, 40], extra=extra, start=40))
+    res = run_scenario(path)
+    assert res.result.trial.model.pd is pkpd.friberg.FribergMyelosuppression
+    ledger = res.result.ledger
+    down = ledger[ledger["action"] == "down"]
+    assert len(down) > 0 and (down["observed"] < 1.5).all() and (down["dose_mg"] < down["dose_before_mg"]).all()
+    assert "true neutrophils in 1.5-8" in res.comparison()

@@ -12,11 +12,11 @@ from types import MappingProxyType
 
 from ..checks import PKPDInputError
 from ..population import PKPDModel, did_you_mean
-from . import hetrombopag
+from . import docetaxel, eltrombopag, hetrombopag
 
 #: The drugs pkpd ships, by name: modules with ``model(population, **overrides)``
-#: and ``POPULATIONS``.
-DRUGS = MappingProxyType({"hetrombopag": hetrombopag})
+#: and ``POPULATIONS`` (the first is the default population).
+DRUGS = MappingProxyType({"hetrombopag": hetrombopag, "eltrombopag": eltrombopag, "docetaxel": docetaxel})
 #: Every parameter name of the drugs' default models (what a scenario's [model]
 #: table may override; each drug's model refuses the names it does not have).
 PARAMETERS = tuple(dict.fromkeys(p for d in DRUGS.values() for p in d.model(d.POPULATIONS[0]).parameter_names))

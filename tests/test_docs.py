@@ -18,8 +18,9 @@ from pkpd import TitrationRule, models
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIENCE = ROOT / "docs" / "science.md"
-SCIENCE_MODULES = ["pkpd/models.py", "pkpd/pk.py", "pkpd/pd.py", "pkpd/titration.py", "pkpd/trial.py",
-                   "pkpd/popfit/pkpd_model.py"]
+SCIENCE_MODULES = ["pkpd/population.py", "pkpd/one_compartment.py", "pkpd/two_compartment.py", "pkpd/pd.py",
+                   "pkpd/friberg.py", "pkpd/ode.py", "pkpd/titration.py", "pkpd/trial.py", "pkpd/popfit/pkpd_model.py",
+                   *(f"pkpd/drugs/{p.name}" for p in sorted((ROOT / "pkpd" / "drugs").glob("*.py")))]
 _AUTHOR_YEAR = re.compile(r"\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?: et al\.?)?,? \(?((?:19|20)\d\d)\b")
 #: Words the author-year pattern also catches (journal abbreviations, methods papers cited for statistics).
 _NOT_AUTHORS = {"Hematol", "Oncol", "Toxicol", "Pharmacol", "Pharmacokinet", "Pharmacodyn", "Epidemiol", "Haemost", "Ther"}

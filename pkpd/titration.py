@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import MAX_HORIZON_H, PKPDInputError, dose_mg, finite, nonnegative, positive
+from .drugs import hetrombopag
 
 #: Action names, indexed by the integer codes used in the vectorised state.
 ACTIONS = (
@@ -105,7 +106,8 @@ class TitrationRule:
     """A dose-titration rule, fully described by data.
 
     ladder_mg : dose levels, mg once daily, ascending, starting at 0 (the
-        interruption level; it is added if left out).
+        interruption level; it is added if left out).  Default: hetrombopag's
+        phase III levels (:data:`pkpd.drugs.hetrombopag.DOSE_LADDER_MG`).
     visit_every_days : decision visits every this many days from day 0 (days).
     low, high : target range of the observed count, 10^9/L: below ``low`` step
         up, within [low, high] keep, above ``high`` step down.
@@ -138,7 +140,7 @@ class TitrationRule:
     plausibility limits of :mod:`pkpd.checks`).
     """
 
-    ladder_mg: tuple[float, ...] = (0.0, 2.5, 3.75, 5.0, 7.5)
+    ladder_mg: tuple[float, ...] = hetrombopag.DOSE_LADDER_MG
     visit_every_days: float = 7.0
     low: float = 50.0
     high: float = 250.0

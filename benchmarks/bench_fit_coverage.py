@@ -11,7 +11,7 @@ range 15-20).
 
 ``--model pkpd``, each study: 24 healthy subjects in three groups of 8 (2.5 /
 5 / 7.5 mg once daily for 28 days), 8 concentrations in the first 48 h and 10
-platelet counts over 8 weeks, simulated from ``pkpd.models.hetrombopag("healthy")``
+platelet counts over 8 weeks, simulated from ``pkpd.drugs.hetrombopag.model("healthy")``
 by the independent simulator (closed-form PK, exact-step transit PD, log-normal
 platelet noise) and read back through ``pkpd.read_nonmem``; fitted with
 ``pkpd.popfit.hetrombopag_pkpd_model()`` (IIV as simulated) whose prior medians
@@ -69,10 +69,11 @@ def pk_study(seed: int):
 
 def pkpd_study(seed: int):
     """(data, model, true values, fit settings) of one PK/PD study."""
-    from pkpd import models, read_nonmem
+    from pkpd import read_nonmem
+    from pkpd.drugs import hetrombopag
     from pkpd.popfit import hetrombopag_pkpd_model, simulate_pkpd_records
 
-    truth = models.hetrombopag("healthy")
+    truth = hetrombopag.model("healthy")
     groups = [(Regimen.daily(d, 28), PKPD_PER_GROUP) for d in PKPD_DOSES_MG]
     records, _ = simulate_pkpd_records(truth, groups, PKPD_PK_TIMES_H, [24.0 * d for d in PKPD_PLT_DAYS], seed=seed)
     spec = hetrombopag_pkpd_model()

@@ -1,6 +1,6 @@
 """Time the joint hetrombopag PK + platelet fit: compile, sampling, ESS per second.
 
-Study (simulated with the defaults of ``pkpd.models.hetrombopag("healthy")``
+Study (simulated with the defaults of ``pkpd.drugs.hetrombopag.model("healthy")``
 by the independent simulator, read back through ``pkpd.read_nonmem``):
 40 healthy subjects in four groups of 10 (2.5 / 5 / 7.5 / 10 mg once daily for
 28 days), 8 concentrations in the first 48 h (0.5, 1, 2, 4, 8, 12, 24, 48 h)
@@ -66,11 +66,12 @@ PLT_DAYS = (0, 3, 7, 10, 14, 21, 28, 35, 42, 56)
 
 def study(seed: int):
     """(dataset, truth table) of the benchmark study."""
-    from pkpd import Regimen, models, read_nonmem
+    from pkpd import Regimen, read_nonmem
+    from pkpd.drugs import hetrombopag
     from pkpd.popfit.simulate_pkpd import simulate_pkpd_records
 
     groups = [(Regimen.daily(d, DOSING_DAYS), PER_GROUP) for d in DOSES_MG]
-    records, truth = simulate_pkpd_records(models.hetrombopag("healthy"), groups, PK_TIMES_H,
+    records, truth = simulate_pkpd_records(hetrombopag.model("healthy"), groups, PK_TIMES_H,
                                            [24.0 * d for d in PLT_DAYS], seed=seed)
     return read_nonmem(records, dv_unit="ng/mL"), truth
 

@@ -1,7 +1,7 @@
 """Population platelet simulation (closed-form PK + exact-step transit PD) versus scipy LSODA.
 
 Population: the default healthy hetrombopag model with its inter-individual
-variability (pkpd.models.hetrombopag("healthy")), seeded.  Regimen: 5 mg once
+variability (pkpd.drugs.hetrombopag.model("healthy")), seeded.  Regimen: 5 mg once
 daily for 56 days; platelets reported daily.  Our figure includes everything a
 user waits for: drawing parameters, building propagators and running, with the
 numba kernels already compiled (the first call in a fresh clone compiles them
@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numba  # noqa: E402
 
-from pkpd import Regimen, models  # noqa: E402
+from pkpd import Regimen  # noqa: E402
+from pkpd.drugs import hetrombopag  # noqa: E402
 from pkpd.simulate import solver_for  # noqa: E402
 from reference_ode import platelets_ode  # noqa: E402
 
@@ -48,7 +49,7 @@ def main():
     ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args()
 
-    model = models.hetrombopag("healthy")
+    model = hetrombopag.model("healthy")
     regimen = Regimen.daily(5.0, args.days)
     times = np.arange(args.days + 1) * 24.0
     subject_days = args.subjects * args.days

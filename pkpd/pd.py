@@ -687,7 +687,9 @@ def PKPDSolver(ka, cl, v, pd: TransitParams, **options) -> TransitSolver:
     """The exact-step platelet solver with one-compartment oral PK (ka 1/h,
     cl L/h, v L, arrays over subjects or scalars): the spelling of earlier
     versions, kept working.  Equals ``TransitSolver(OneCompartmentOral,
-    {"ka": ka, "cl": cl, "v": v}, pd, **options)``."""
+    {"ka": ka, "cl": cl, "v": v}, pd, **options)``; deprecated (it warns with that spelling)."""
+    warnings.warn('pkpd.pd.PKPDSolver(ka, cl, v, pd) is deprecated; use pkpd.pd.TransitSolver(OneCompartmentOral, '
+                  '{"ka": ka, "cl": cl, "v": v}, pd)', DeprecationWarning, stacklevel=2)
     return TransitSolver(OneCompartmentOral, {"ka": ka, "cl": cl, "v": v}, pd, **options)
 
 

@@ -1,12 +1,14 @@
-"""One-compartment PK under the names of earlier versions.
+"""One-compartment PK under the names of earlier versions (deprecated).
 
 The model lives in :mod:`pkpd.one_compartment` (its kernels) and
 :mod:`pkpd.exposure` (what every PK model shares), hetrombopag's values in
 :mod:`pkpd.drugs.hetrombopag`.  This module keeps
 ``pkpd.pk.concentrations(regimen, times, ka, cl, v)``, the ``HETROMBOPAG_*``
 constants and ``OneCompartmentOral()`` with hetrombopag's values as defaults
-working.  New code: ``pkpd.one_compartment.OneCompartmentOral(ka=..., cl=...,
-v=...)`` or ``OneCompartmentOral.concentrations(params, regimen, times)``.
+working; the constants warn (``DeprecationWarning``) with the new spelling.
+New code: ``pkpd.one_compartment.OneCompartmentOral(ka=..., cl=..., v=...)``,
+``OneCompartmentOral.concentrations(params, regimen, times)`` and
+``pkpd.drugs.hetrombopag.KA``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import warnings
+
 from . import one_compartment
-from .drugs.hetrombopag import CL as HETROMBOPAG_CL
-from .drugs.hetrombopag import KA as HETROMBOPAG_KA
-from .drugs.hetrombopag import V as HETROMBOPAG_V
+from .drugs import hetrombopag as _hetrombopag
 from .exposure import MG_PER_L_TO_NG_PER_ML
 from .one_compartment import exp_divdiff, steady_state_amounts
 from .regimen import Regimen
@@ -32,9 +34,9 @@ class OneCompartmentOral(one_compartment.OneCompartmentOral):
     """:class:`pkpd.one_compartment.OneCompartmentOral` with hetrombopag's
     values (:mod:`pkpd.drugs.hetrombopag`) as defaults."""
 
-    ka: float | np.ndarray = HETROMBOPAG_KA
-    cl: float | np.ndarray = HETROMBOPAG_CL
-    v: float | np.ndarray = HETROMBOPAG_V
+    ka: float | np.ndarray = _hetrombopag.KA
+    cl: float | np.ndarray = _hetrombopag.CL
+    v: float | np.ndarray = _hetrombopag.V
 
 
 def check_parameters(ka, cl, v) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,3 +51,15 @@ def concentrations(regimen: Regimen, times, ka, cl, v) -> np.ndarray:
     subjects): :meth:`pkpd.exposure.PKModel.concentrations`."""
     model = one_compartment.OneCompartmentOral
     return model.concentrations(model.parameter_arrays(ka=ka, cl=cl, v=v), regimen, times)
+
+
+#: Old constant -> its new spelling.
+_MOVED = {"HETROMBOPAG_KA": "KA", "HETROMBOPAG_CL": "CL", "HETROMBOPAG_V": "V"}
+
+
+def __getattr__(name):
+    if name not in _MOVED:
+        raise AttributeError(f"module 'pkpd.pk' has no attribute {name!r}")
+    warnings.warn(f"pkpd.pk.{name} is deprecated; use pkpd.drugs.hetrombopag.{_MOVED[name]}", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(_hetrombopag, _MOVED[name])

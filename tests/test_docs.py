@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pkpd import TitrationRule, models
+from pkpd import TitrationRule
+from pkpd.drugs import hetrombopag
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIENCE = ROOT / "docs" / "science.md"
@@ -60,7 +61,7 @@ def _numbers(page: str) -> set[str]:
 @pytest.mark.parametrize("population", ["healthy", "itp"])
 def test_every_default_of_the_model_is_on_the_page(population):
     found = _numbers(SCIENCE.read_text(encoding="utf-8"))
-    model = models.hetrombopag(population)
+    model = hetrombopag.model(population)
     wanted = {f"typical {p}": f"{v:g}" for p, v in model.typical.items()}
     wanted |= {f"IIV {p}": f"{100 * cv:g}" for p, cv in model.iiv.items()}
     wanted |= {"residual conc": f"{100 * model.residual_conc.prop:g}", "residual plt": f"{100 * model.residual_plt.prop:g}",

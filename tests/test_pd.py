@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pkpd import PKPDInputError, Regimen, models
+from pkpd import PKPDInputError, Regimen, population
+from pkpd.drugs import hetrombopag
 from pkpd.checks import PARAMETER_LIMITS
 from pkpd.pd import PKPDSolver, TransitParams, emax_effect
 from pkpd.simulate import simulate, simulate_population
@@ -26,7 +27,7 @@ REGIMENS = {
 
 
 def typical(population, **overrides):
-    return {**models.hetrombopag(population).typical, **overrides}
+    return {**hetrombopag.model(population).typical, **overrides}
 
 
 def ours(p, regimen, times):
@@ -142,7 +143,7 @@ def test_parameters_outside_validated_range_are_refused(field, value):
     with pytest.raises(PKPDInputError, match="validated"):
         ours(p, Regimen.single(5), [0, 24])
     with pytest.raises(PKPDInputError, match="validated"):
-        models.hetrombopag("healthy", **{field: value})
+        hetrombopag.model("healthy", **{field: value})
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.4])
@@ -172,7 +173,7 @@ def test_longer_mtt_delays_peak():
     times = np.arange(0, 40 * 24 + 1, 6.0)
     peaks = []
     for mtt in (120.0, 168.0, 230.0):
-        df = simulate(models.hetrombopag("healthy", mtt=mtt), Regimen.single(7.5), times)
+        df = simulate(hetrombopag.model("healthy", mtt=mtt), Regimen.single(7.5), times)
         peaks.append(df.time[df.platelets.idxmax()])
     assert peaks[0] < peaks[1] < peaks[2]
 
@@ -180,7 +181,7 @@ def test_longer_mtt_delays_peak():
 def test_healthy_single_dose_matches_yang_2020():
     """Single 7.5 mg fasting in healthy subjects: +15.8% on day 6 (Yang 2020);
     the model is to give +10% to +30% on day 6 and peak between days 9 and 14."""
-    model = models.hetrombopag("healthy")
+    model = hetrombopag.model("healthy")
     times = np.arange(0, 30 * 24 + 1, 1.0)
     df = simulate(model, Regimen.single(7.5), times)
     rise_day6 = df.platelets[df.time == 6 * 24].iloc[0] / model.typical["plt0"] - 1
@@ -190,20 +191,20 @@ def test_healthy_single_dose_matches_yang_2020():
 
 
 def test_simulate_returns_units_named_columns():
-    df = simulate(models.hetrombopag("healthy"), Regimen.daily(5, 3), [0, 12, 24])
+    df = simulate(hetrombopag.model("healthy"), Regimen.daily(5, 3), [0, 12, 24])
     assert list(df.columns) == ["time", "conc", "platelets"]
     assert df.conc.iloc[0] == 0 and df.conc.iloc[1] > 0
 
 
 def test_population_is_seeded_and_accepts_given_parameters():
-    model = models.hetrombopag("itp")
+    model = hetrombopag.model("itp")
     reg, times = Regimen.daily(5, 14), np.arange(0, 15) * 24.0
     a = simulate_population(model, reg, times, n=50, seed=7)
     b = simulate_population(model, reg, times, n=50, seed=7)
     xr_equal = a.platelets_obs.equals(b.platelets_obs)
     assert xr_equal and a.sizes == {"id": 50, "time": 15}
     # individual parameters drive it: the first subject alone gives the same curve
-    params = pd.DataFrame({p: a[p].values[:1] for p in models.PARAMETERS})
+    params = pd.DataFrame({p: a[p].values[:1] for p in population.PARAMETERS})
     one = simulate_population(model, reg, times, parameters=params, observed=False)
     np.testing.assert_allclose(one.platelets.values[0], a.platelets.values[0], rtol=1e-12)
     # the typical individual equals simulate()
@@ -220,7 +221,7 @@ def test_bad_parameters_name_the_field(field, value):
     with pytest.raises(PKPDInputError, match=field):
         ours(p, Regimen.single(5), [0, 24])
     with pytest.raises(PKPDInputError, match=field):
-        models.hetrombopag("healthy", **{field: value})
+        hetrombopag.model("healthy", **{field: value})
 
 
 @pytest.mark.parametrize("n", [0, 2.5, -1])
@@ -230,7 +231,7 @@ def test_bad_n_transit(n):
 
 
 def test_unsorted_times_and_population_size():
-    model = models.hetrombopag("healthy")
+    model = hetrombopag.model("healthy")
     with pytest.raises(PKPDInputError, match="sorted"):
         simulate(model, Regimen.single(5), [0, 48, 24])
     with pytest.raises(PKPDInputError, match="times"):
@@ -239,4 +240,4 @@ def test_unsorted_times_and_population_size():
         with pytest.raises(PKPDInputError, match="population size"):
             simulate_population(model, Regimen.single(5), [0, 24], n=n, seed=1)
     with pytest.raises(PKPDInputError, match="population"):
-        models.hetrombopag("dogs")
+        hetrombopag.model("dogs")

@@ -16,7 +16,8 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.stats import beta
 
-from pkpd import Arm, Endpoints, PKPDInputError, TitrationRule, Trial, models, read_nonmem
+from pkpd import Arm, Endpoints, PKPDInputError, TitrationRule, Trial, read_nonmem, population
+from pkpd.drugs import hetrombopag
 from pkpd.trial import clopper_pearson
 
 from notebooks import run_notebook
@@ -178,7 +179,7 @@ def test_follow_up_after_the_last_visit_is_simulated():
         assert traj.shape == (6, 61) and np.isfinite(traj).all()
         params = res.parameters
         for i, row in params.iterrows():
-            model = trial.model.with_typical(**{p: row[p] for p in models.PARAMETERS})
+            model = trial.model.with_typical(**{p: row[p] for p in population.PARAMETERS})
             dose = 5.0 if row["arm"] == "fixed 5 mg" else 0.0
             ref = simulate(model, Regimen.daily(dose, trial.last_dose_day), np.arange(61) * 24.0)["platelets"]
             np.testing.assert_allclose(traj[i], ref, rtol=2e-6)  # float32 storage
@@ -313,13 +314,13 @@ def test_design_errors_name_the_field(build, words):
 # ---------------------------------------------------------------- ITP population
 def test_itp_screening_baseline_matches_phase3():
     """Screening counts: median 13, range 1-29, 34-41% below 10 (Mei 2021)."""
-    screen, true = models.ITP_BASELINE.sample_screening(20_000, np.random.default_rng(0))
+    screen, true = hetrombopag.ITP_BASELINE.sample_screening(20_000, np.random.default_rng(0))
     assert 12.0 <= np.median(screen) <= 14.0
     assert 0.34 <= np.mean(screen < 10) <= 0.41
     assert screen.min() >= 1 and screen.max() < 30
     # regression to the mean: true baselines lie above the screening counts on average
     assert np.mean(np.log(true / screen)) > 0.02
-    model = models.hetrombopag("itp")
+    model = hetrombopag.model("itp")
     p = model.sample_parameters(20_000, seed=1)
     assert 0.13 <= 1 - p["responder"].mean() <= 0.17  # ITP_NONRESPONDER_FRACTION 0.15
     assert (p.loc[~p["responder"], "emax"] == 0).all()
@@ -332,7 +333,7 @@ PUBLISHED = {"2.5 mg + titration": (99, 168), "5 mg + titration": (110, 171), "p
 
 def phase3(model=None, weeks=8):
     arms = (Arm("2.5 mg + titration", 168, 2.5, RULE), Arm("5 mg + titration", 171, 5.0, RULE), Arm("placebo", 85, 0.0))
-    return Trial(arms, duration_days=7 * weeks, model=model or models.hetrombopag("itp"))
+    return Trial(arms, duration_days=7 * weeks, model=model or hetrombopag.model("itp"))
 
 
 def primary_rates(result):
@@ -361,7 +362,7 @@ def test_phase3_expected_rates_in_published_intervals():
 def test_healthy_ec50_would_miss_the_phase3_response():
     """Why ITP_EC50 is calibrated: with the healthy EC50 (40 ng/mL) the titrated
     arms' expected response falls below the published intervals."""
-    model = models.hetrombopag("itp", ec50=models.hetrombopag("healthy").typical["ec50"])
+    model = hetrombopag.model("itp", ec50=hetrombopag.model("healthy").typical["ec50"])
     rates = primary_rates(phase3(model).run(seed=1, replicates=60, progress=False))
     for arm in ("2.5 mg + titration", "5 mg + titration"):
         lo, _ = cp_published(*PUBLISHED[arm])
@@ -384,25 +385,25 @@ def _cp_text(k, n):
 
 
 def test_model_describe_covers_the_whole_model_and_repr_is_one_line():
-    m = models.hetrombopag("itp")
+    m = hetrombopag.model("itp")
     d = m.describe()
     assert set(d.index.get_level_values("part")) == {"parameter", "residual", "baseline", "response"}
     params = d.loc["parameter"]
-    assert list(params.index) == list(models.PARAMETERS)
+    assert list(params.index) == list(population.PARAMETERS)
     assert params.loc["ec50", "value"] == m.typical["ec50"] and params.loc["cl", "iiv_cv"] == m.iiv["cl"]
     # the ITP disease description, each number with a source
-    assert d.loc[("residual", "platelets prop"), "value"] == models.ITP_PLATELET_NOISE
+    assert d.loc[("residual", "platelets prop"), "value"] == hetrombopag.ITP_PLATELET_NOISE
     assert "exp(" in d.loc[("residual", "platelets prop"), "meaning"]  # log-normal visit noise
-    b = models.ITP_BASELINE
+    b = hetrombopag.ITP_BASELINE
     assert [d.loc[("baseline", k), "value"] for k in ("median", "sd_log", "low", "high", "noise")] == [
         b.median, b.sd_log, b.low, b.high, b.noise]
-    assert d.loc[("response", "nonresponder_fraction"), "value"] == models.ITP_NONRESPONDER_FRACTION
+    assert d.loc[("response", "nonresponder_fraction"), "value"] == hetrombopag.ITP_NONRESPONDER_FRACTION
     for row in [("residual", "platelets prop"), ("baseline", "median"), ("response", "nonresponder_fraction")]:
         assert d.loc[row, "source"].startswith("["), row
-    healthy = models.hetrombopag("healthy").with_(corr={("cl", "v"): 0.4}).describe()
+    healthy = hetrombopag.model("healthy").with_(corr={("cl", "v"): 0.4}).describe()
     assert healthy.loc[("correlation", "cl, v"), "value"] == 0.4
     assert healthy.loc[("baseline", "plt0"), "iiv_cv"] == 0.3  # no screening: PLT0 from its IIV
-    for model in (m, models.hetrombopag("healthy")):
+    for model in (m, hetrombopag.model("healthy")):
         text = repr(model)
         assert "\n" not in text and len(text) < 320 and model.population in text and "describe()" in text
 
@@ -445,7 +446,7 @@ def test_endpoints_only_where_they_mean_something():
         assert "stop" in res.omitted_endpoints["stopped"]
     assert "stopped" in set(soon.endpoints["endpoint"]) and "stopped" not in soon.omitted_endpoints
     assert {"responders_primary", "responded_once"} <= set(never.endpoints["endpoint"])
-    healthy = run(RULE, models.hetrombopag("healthy"))
+    healthy = run(RULE, hetrombopag.model("healthy"))
     shown = set(healthy.endpoints["endpoint"])
     assert not shown & {"responders_primary", "responded_once", "assessments_responding"}
     assert "baseline" in healthy.omitted_endpoints["responded_once"]

@@ -6,21 +6,22 @@ are refused with the field and the value."""
 
 from __future__ import annotations
 
-from pkpd import PKPDInputError, models
+from pkpd import PKPDInputError
+from pkpd.drugs import hetrombopag
 
 from bad_inputs import Case
 
 
 def _over(**values):
-    return lambda tmp_path: models.hetrombopag("healthy", **values)
+    return lambda tmp_path: hetrombopag.model("healthy", **values)
 
 
 def _typical(**values):
-    return lambda tmp_path: models.hetrombopag("itp").with_typical(**values)
+    return lambda tmp_path: hetrombopag.model("itp").with_typical(**values)
 
 
 def _with(**fields):
-    return lambda tmp_path: models.hetrombopag("itp").with_(**fields)
+    return lambda tmp_path: hetrombopag.model("itp").with_(**fields)
 
 
 CASES = [
@@ -53,6 +54,6 @@ CASES = [
     Case("model-unknown-with-typical", _typical(lifespn=48.0), PKPDInputError, ("lifespn", "did you mean 'lifespan'")),
     Case("model-with-unknown-field", _with(nonresponders=0.2), PKPDInputError, ("nonresponders", "did you mean 'nonresponder_fraction'")),
     Case("model-with-parameter-as-field", _with(ec50=20.0), PKPDInputError, ("ec50", "with_typical")),
-    Case("model-unknown-population", lambda tmp_path: models.hetrombopag("dogs"), PKPDInputError, ("population", "dogs")),
-    Case("model-population-case", lambda tmp_path: models.hetrombopag("ITP"), PKPDInputError, ("ITP", "did you mean 'itp'")),
+    Case("model-unknown-population", lambda tmp_path: hetrombopag.model("dogs"), PKPDInputError, ("population", "dogs")),
+    Case("model-population-case", lambda tmp_path: hetrombopag.model("ITP"), PKPDInputError, ("ITP", "did you mean 'itp'")),
 ]

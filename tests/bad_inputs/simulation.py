@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from bad_inputs import Case
-from pkpd import OneCompartmentOral, PKPDInputError, Regimen, models, simulate, simulate_population
+from pkpd import OneCompartmentOral, PKPDInputError, Regimen, simulate, simulate_population
+from pkpd.drugs import hetrombopag
 from pkpd.pk import concentrations
 
 E = PKPDInputError
@@ -21,7 +22,7 @@ TIMES = [0.0, 24.0, 48.0]
 
 
 def _model():
-    return models.hetrombopag("healthy")
+    return hetrombopag.model("healthy")
 
 
 def _pop(times=TIMES, **kw):

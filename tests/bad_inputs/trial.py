@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bad_inputs import Case
-from pkpd import Arm, Endpoints, PKPDInputError, TitrationRule, Trial, models
+from pkpd import Arm, Endpoints, PKPDInputError, TitrationRule, Trial, population
 from pkpd.checks import MAX_PATIENT_DAYS, MAX_PATIENT_VISITS
 
 RULE = TitrationRule()
@@ -92,7 +92,7 @@ def test_trial_size_refused_before_any_allocation(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("allocated before the size check")
 
-    monkeypatch.setattr(models.PKPDModel, "sample_parameters", boom)
+    monkeypatch.setattr(population.PKPDModel, "sample_parameters", boom)
     trial = Trial(ARMS, duration_days=56)
     n = trial.n_per_trial
     too_many = min(MAX_PATIENT_DAYS // (n * 57), MAX_PATIENT_VISITS // (n * trial.grid().size)) + 1
@@ -103,12 +103,10 @@ def test_trial_size_refused_before_any_allocation(monkeypatch):
 
 def test_trial_unfilled_cell_is_a_bug_not_a_number(monkeypatch):
     """If a simulated segment ever left a cell unset, the run raises instead of reporting it."""
-    from pkpd import trial as trial_module
+    real = population.PKPDModel.solver
 
-    real = trial_module.solver_for
-
-    def leaky(params):
-        solver = real(params)
+    def leaky(self, params):
+        solver = real(self, params)
         run = solver.run
 
         def run_with_gap(dose_times, amounts, times, state=None):
@@ -119,6 +117,6 @@ def test_trial_unfilled_cell_is_a_bug_not_a_number(monkeypatch):
         solver.run = run_with_gap
         return solver
 
-    monkeypatch.setattr(trial_module, "solver_for", leaky)
+    monkeypatch.setattr(population.PKPDModel, "solver", leaky)
     with pytest.raises(RuntimeError, match="unfilled"):
         Trial(ARMS, duration_days=14, endpoints=Endpoints(primary_day=14)).run(seed=1, progress=False)

@@ -31,6 +31,7 @@ from pkpd.popfit.pkpd_model import hetrombopag_pkpd_model, sequential_pd_model  
 from pkpd.popfit.simulate import PopulationTruth, simulate_study  # noqa: E402
 from pkpd.regimen import Regimen  # noqa: E402
 from studies import pkpd_records, small_blq_dataset  # noqa: E402
+from two_compartment_study import two_compartment_spec, two_compartment_study  # noqa: E402
 
 
 def _pymc_functions(built):
@@ -80,6 +81,17 @@ def _check_against_pymc(built, seed=0, n_points=4):
 # ================================================================ concentrations
 def test_theophylline_density_and_gradient_equal_pymc():
     _check_against_pymc(build_model(theophylline_model(), load_theophylline()))
+
+
+def test_two_compartment_density_and_gradient_equal_pymc():
+    """The compiled density of a two-compartment model (its unit_response kernel through the
+    generic loop), with a centred v1, a non-centred cl, a free weight exponent and the ka > k barrier."""
+    data, _ = two_compartment_study(n_subjects=4, seed=5)
+    spec = two_compartment_spec(covariates=(Covariate("cl", "WT", 70.0, 0.75, 0.25),), ka_above_k=True)
+    spec = spec.with_param("cl", centred=False)
+    built = build_model(spec, data)
+    assert supports(built) is None
+    _check_against_pymc(built, seed=4)
 
 
 @pytest.mark.parametrize("error", ["combined", "proportional", "additive"])

@@ -11,9 +11,15 @@ density by hand, the way mrgsolve keeps a separate fast path for its hot loop:
   Normal covariate exponents, HalfNormal omegas, non-centred or centred etas;
 * :func:`_residual`: Normal residuals (additive, proportional, combined) and
   Beal's M3 ``log Phi`` for BLQ rows, with HalfNormal residual SDs;
-* the predictions: :func:`pkpd.popfit.pk_op.conc_forward` / ``conc_vjp`` and,
-  with platelets, :func:`pkpd.popfit.platelet_op.platelet_forward` /
+* the predictions: :func:`pkpd.popfit.pk_op.conc_jacobian` (any PK structure
+  of :mod:`pkpd.popfit.structures`, by its code; the loop of the Op's forward
+  and reverse passes) and, with
+  platelets, :func:`pkpd.popfit.platelet_op.platelet_forward` /
   ``platelet_vjp`` -- the kernels the PyTensor Ops run.
+
+Each observation type says what its kernel needs through its ``compiled``
+hook (:class:`pkpd.popfit.model.CompiledTerms`): which kernel, and its arrays;
+this module does not know the observation classes.
 
 Everything is a module-level numba function compiled with ``cache=True``, and
 so is the C callback nutpie calls: it reads the model's arrays through a table
@@ -27,7 +33,7 @@ for positive variables, with the log-Jacobian), term for term;
 HalfNormal, which rounds its normalising constant, cancels in every NUTS step).
 Models this module does not cover fall back to the PyTensor graph
 (:func:`supports` says why): correlated IIV (LKJ), steady-state doses, and
-endpoints other than concentrations and the platelet endpoint.
+observation types without a ``compiled`` hook (or more than one per kernel).
 
 Units follow :mod:`pkpd.popfit.model`: h, mg, L; concentrations and EC50 in the
 model's ``conc_unit``; platelets 10^9/L.
@@ -40,15 +46,15 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+import pandas as pd
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .design import CONC_CMT
-from .model import CONC_UNITS, KA_ABOVE_K_SCALE, BuiltModel
-from .pk_op import conc_forward, conc_vjp
+from .model import CLEARANCE, CONC_UNITS, KA_ABOVE_K_SCALE, BuiltModel
+from .pk_op import conc_jacobian
 from .platelet_op import PARAMS as PLATELET_PARAMS
-from .platelet_op import _compiled_for, grid_constants, platelet_forward, platelet_vjp
+from .platelet_op import platelet_forward, platelet_vjp
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_HALFNORMAL = 0.5 * math.log(2.0 / math.pi)  # log of the HalfNormal density's constant sqrt(2/pi)
@@ -61,13 +67,15 @@ FIELDS = (
     "tv_pos", "tv_mu", "tv_sd",  # per parameter: position of log typical value in x, prior mean / SD of it
     "cov_param", "cov_pos", "cov_mu", "cov_sd", "lcov",  # per covariate effect; lcov (C, S) = log(COV / ref)
     "om_pos", "om_scale", "centred", "eta_pos",  # per parameter: log omega position (-1: no IIV) ...
-    "conc_subject", "conc_tau", "conc_amount", "conc_dv", "conc_lloq",  # the concentration block
+    "conc_rows", "conc_subject", "conc_tau", "conc_amount", "conc_ii", "conc_steady",  # the concentrations:
+    "conc_dv", "conc_lloq",  # row of each structure parameter among the parameters, the dose design, data
     "plt_rows", "plt_subjects", "plt_fixed_pk",  # platelets: parameter of each kernel row, subjects, fixed PK
     "plt_dose", "plt_mapped", "plt_obs_subject", "plt_obs_step", "plt_tau", "plt_lags", "plt_coef",
     "plt_gz", "plt_gw", "plt_dv", "plt_lloq",
     "out_pos", "out_exp", "out_eta",  # expand: x position of each output, exp() or not; IIV rows for etas
 )
-_INT_FIELDS = {"ints", "tv_pos", "cov_param", "cov_pos", "om_pos", "centred", "eta_pos", "conc_subject", "plt_rows",
+_INT_FIELDS = {"ints", "tv_pos", "cov_param", "cov_pos", "om_pos", "centred", "eta_pos", "conc_rows", "conc_subject",
+               "conc_steady", "plt_rows",
                "plt_subjects", "plt_mapped", "plt_obs_subject", "plt_obs_step", "out_pos", "out_exp", "out_eta"}
 _T = {name: k for k, name in enumerate(FIELDS)}
 _T_INTS, _T_FLOATS = _T["ints"], _T["floats"]
@@ -75,14 +83,16 @@ _T_TV_POS, _T_TV_MU, _T_TV_SD = _T["tv_pos"], _T["tv_mu"], _T["tv_sd"]
 _T_COV_PARAM, _T_COV_POS, _T_COV_MU, _T_COV_SD, _T_LCOV = (_T[k] for k in ("cov_param", "cov_pos", "cov_mu", "cov_sd",
                                                                           "lcov"))
 _T_OM_POS, _T_OM_SCALE, _T_CENTRED, _T_ETA_POS = _T["om_pos"], _T["om_scale"], _T["centred"], _T["eta_pos"]
-_T_CONC = _T["conc_subject"]  # conc_subject, conc_tau, conc_amount, conc_dv, conc_lloq follow in this order
+_T_CONC = _T["conc_rows"]  # conc_rows ... conc_lloq follow in FIELDS order
 _T_PLT = _T["plt_rows"]  # plt_rows ... plt_lloq follow in FIELDS order
 _T_OUT_POS, _T_OUT_EXP, _T_OUT_ETA = _T["out_pos"], _T["out_exp"], _T["out_eta"]
 
-#: Integer header: subjects, flags, row of ka / cl / v among the parameters, per endpoint
-#: the number of quantified rows and the x positions of log sigma_prop / log sigma_add (-1: none).
-(I_S, I_KA_ABOVE_K, I_KA, I_CL, I_V, I_CONC_NQ, I_CONC_SP, I_CONC_SA, I_HAS_PLT, I_PLT_NQ, I_PLT_SP, I_PLT_SA,
- I_N_TRANSIT, I_N_OUT) = range(14)
+#: Integer header: subjects, the ka > k barrier flag and the rows of its absorption rate,
+#: clearance and central volume among the parameters, the PK structure's code, per
+#: observation type the number of quantified rows and the x positions of log sigma_prop /
+#: log sigma_add (-1: none).
+(I_S, I_KA_ABOVE_K, I_KA, I_CL, I_V, I_CONC_CODE, I_CONC_NQ, I_CONC_SP, I_CONC_SA, I_HAS_PLT, I_PLT_NQ, I_PLT_SP,
+ I_PLT_SA, I_N_TRANSIT, I_N_OUT) = range(15)
 #: Float header: concentration unit factor, HalfNormal scales of the residual SDs, platelet grid step (h).
 F_CONC_SCALE, F_CONC_SP_SCALE, F_CONC_SA_SCALE, F_PLT_SP_SCALE, F_PLT_SA_SCALE, F_PLT_H = range(6)
 
@@ -228,6 +238,31 @@ def _population_grad(x, table, pop, g_log, grad):
 
 # ================================================================= residual error
 @numba.njit(cache=True, error_model="numpy")
+def observation_logp(f, sd, dv, lloq, quantified):
+    """Log-likelihood of one observation given its prediction ``f`` and residual SD
+    ``sd``, and its derivatives in ``f`` and ``sd``: Normal(dv; f, sd) when
+    ``quantified``, else Beal's M3 ``log P(DV < lloq) = log Phi((lloq - f) / sd)``."""
+    if quantified:
+        r = (dv - f) / sd
+        return -0.5 * r * r - math.log(sd) - _HALF_LOG_2PI, r / sd, (r * r - 1.0) / sd
+    z = (lloq - f) / sd
+    log_cdf = _log_ndtr(z)
+    ratio = math.exp(-0.5 * z * z - _HALF_LOG_2PI - log_cdf)  # phi(z) / Phi(z)
+    return log_cdf, -ratio / sd, -ratio * z / sd
+
+
+@numba.njit(cache=True, error_model="numpy")
+def pointwise_loglik(pred, sd, dv, lloq, nq):
+    """:func:`observation_logp` of every observation (rows < ``nq`` quantified) for
+    predictions and SDs ``(n_draws, n_obs)``: the pointwise log-likelihood of a fit."""
+    out = np.empty(pred.shape)
+    for d in range(pred.shape[0]):
+        for i in range(pred.shape[1]):
+            out[d, i] = observation_logp(pred[d, i], sd[d, i], dv[i], lloq[i], i < nq)[0]
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _residual(pred, dv, lloq, nq, x, sp_pos, sa_pos, sp_scale, sa_scale, grad):
     """Log-likelihood of one endpoint's observations given ``pred`` (rows < nq
     quantified, the rest BLQ with M3), plus the HalfNormal priors of its residual
@@ -252,16 +287,8 @@ def _residual(pred, dv, lloq, nq, x, sp_pos, sa_pos, sp_scale, sa_scale, grad):
             sd = sa  # additive
         else:
             sd = math.sqrt(sa * sa + (sp * f) * (sp * f))
-        if i < nq:
-            r = (dv[i] - f) / sd
-            lp += -0.5 * r * r - math.log(sd) - _HALF_LOG_2PI
-            d_f, d_sd = r / sd, (r * r - 1.0) / sd
-        else:  # Beal's M3: P(DV < LLOQ)
-            z = (lloq[i] - f) / sd
-            log_cdf = _log_ndtr(z)
-            lp += log_cdf
-            ratio = math.exp(-0.5 * z * z - _HALF_LOG_2PI - log_cdf)  # phi(z) / Phi(z)
-            d_f, d_sd = -ratio / sd, -ratio * z / sd
+        lp_i, d_f, d_sd = observation_logp(f, sd, dv[i], lloq[i], i < nq)
+        lp += lp_i
         # the SD's dependence on the prediction and on the log sigmas
         if sa_pos < 0:
             g_pred[i] = d_f + d_sd * sp
@@ -302,20 +329,23 @@ def _log_density_pk(x, grad, table):
             g_log[cl, i] -= d
             g_log[v, i] += d
 
-    subject, tau, amount = _i(table, _T_CONC)[0, 0], _f(table, _T_CONC + 1)[0], _f(table, _T_CONC + 2)[0]
-    dv, lloq = _f(table, _T_CONC + 3)[0, 0], _f(table, _T_CONC + 4)[0, 0]
-    pk = np.empty((3, S))
-    for i in range(S):
-        pk[0, i], pk[1, i], pk[2, i] = ind[ka, i], ind[cl, i], ind[v, i]
+    rows, subject = _i(table, _T_CONC)[0, 0], _i(table, _T_CONC + 1)[0, 0]
+    tau, amount, ii = _f(table, _T_CONC + 2)[0], _f(table, _T_CONC + 3)[0], _f(table, _T_CONC + 4)[0]
+    steady = _i(table, _T_CONC + 5)[0]
+    dv, lloq = _f(table, _T_CONC + 6)[0, 0], _f(table, _T_CONC + 7)[0, 0]
+    code = ints[I_CONC_CODE]
+    pk = np.empty((rows.size, S))
+    for r in range(rows.size):
+        for i in range(S):
+            pk[r, i] = ind[rows[r], i]
     scale = floats[F_CONC_SCALE]
-    pred = conc_forward(pk, subject, tau, amount, scale)
+    pred, jac = conc_jacobian(code, pk, subject, tau, amount, ii, steady, scale)
     lp_obs, g_pred = _residual(pred, dv, lloq, ints[I_CONC_NQ], x, ints[I_CONC_SP], ints[I_CONC_SA],
                                floats[F_CONC_SP_SCALE], floats[F_CONC_SA_SCALE], grad)
-    g_pk = conc_vjp(pk, subject, tau, amount, scale, g_pred)
-    for i in range(S):
-        g_log[ka, i] += g_pk[0, i] * pk[0, i]
-        g_log[cl, i] += g_pk[1, i] * pk[1, i]
-        g_log[v, i] += g_pk[2, i] * pk[2, i]
+    for i in range(subject.size):  # d/d log p = p d/dp
+        s = subject[i]
+        for r in range(rows.size):
+            g_log[rows[r], s] += g_pred[i] * jac[i, r] * pk[r, s]
     return lp + lp_obs, pop, ind, g_log
 
 
@@ -443,23 +473,33 @@ def _expand_c(dim, n_out, x_ptr, out_ptr, user_data):
 
 
 # ================================================================= a model's arrays
-def supports(built: BuiltModel) -> str | None:
-    """None if :class:`CompiledDensity` covers ``built``, else the reason it does not."""
-    from .pkpd_model import N_TRANSIT, PlateletPrediction
+#: The compiled prediction kernels, by the name an observation's CompiledTerms
+#: gives, and the prefix of their fields in :data:`FIELDS`.
+KERNELS = {"concentration": "conc_", "platelets": "plt_"}
 
+
+def _terms(built: BuiltModel) -> tuple[dict, str | None]:
+    """``{kernel: (observation, CompiledTerms)}`` of ``built``'s observation types,
+    and None; or ``({}, the reason the compiled density does not cover it)``."""
     spec = built.spec
     if spec.correlated_iiv and len(spec.iiv_names) > 1:
-        return "correlated IIV (LKJ)"
-    if built.data.blocks[CONC_CMT].design.any_steady:
-        return "steady-state doses"
-    for ep in built.endpoints[1:]:
-        if not isinstance(ep.predict, PlateletPrediction) or len(built.endpoints) > 2:
-            return f"endpoint {ep.name!r}"
-        if not _compiled_for(N_TRANSIT, ep.predict.grid(built.data.blocks[ep.cmt])):
-            return "a platelet grid the kernels are not compiled for"
-        if ep.predict.conc_scale != CONC_UNITS[spec.conc_unit]:
-            return "EC50 in another concentration unit than the model's"
-    return None
+        return {}, "correlated IIV (LKJ)"
+    found = {}
+    for ob in built.endpoints:
+        terms = ob.compiled_terms(spec, built.data)
+        if terms is None or terms.kernel not in KERNELS or terms.kernel in found:
+            return {}, f"observation type {ob.name!r}"
+        if terms.unsupported is not None:
+            return {}, terms.unsupported
+        found[terms.kernel] = (ob, terms)
+    if "concentration" not in found:
+        return {}, "no concentration observations"
+    return found, None
+
+
+def supports(built: BuiltModel) -> str | None:
+    """None if :class:`CompiledDensity` covers ``built``, else the reason it does not."""
+    return _terms(built)[1]
 
 
 def _padded(a, dtype):
@@ -478,7 +518,7 @@ class CompiledDensity:
     ``x`` (length :attr:`n_dim`) holds, in order: log typical value of each
     parameter; free covariate exponents; log omega of each IIV parameter; the
     S etas (non-centred ``eta_<P>_z``) or log individual values (centred
-    ``log_<P>_ind``) of each IIV parameter; per endpoint log sigma_prop and
+    ``log_<P>_ind``) of each IIV parameter; per observation type log sigma_prop and
     log sigma_add.  :attr:`names` / :attr:`shapes` describe the expanded draws
     (every free variable on its own scale, then ``eta_<P>``).
     """
@@ -493,7 +533,7 @@ class CompiledDensity:
 
     @classmethod
     def of(cls, built: BuiltModel) -> "CompiledDensity":
-        reason = supports(built)
+        found, reason = _terms(built)
         if reason is not None:
             raise ValueError(f"the compiled density does not cover this model: {reason}")
         spec, data = built.spec, built.data
@@ -513,21 +553,19 @@ class CompiledDensity:
         om_pos = {n: take(f"omega_{n}", True) for n in spec.iiv_names}
         eta_pos = {n: take(f"log_{n}_ind" if spec.param(n).centred else f"eta_{n}_z", False, per_subject=True)
                    for n in spec.iiv_names}
-        err_pos = []
-        for ep in built.endpoints:
-            sp = take(ep.sigma_prop_name, True) if ep.error.has_prop else -1
-            sa = take(ep.sigma_add_name, True) if ep.error.has_add else -1
-            err_pos.append((sp, sa))
+        err_pos = {}
+        for ob in built.endpoints:
+            sp = take(ob.sigma_prop_name, True) if ob.error.has_prop else -1
+            sa = take(ob.sigma_add_name, True) if ob.error.has_add else -1
+            err_pos[ob.name] = (sp, sa)
         n_dim = at
 
-        conc_ep, conc = built.endpoints[0], data.blocks[CONC_CMT]
-        ints = np.zeros(14, np.int64)
+        ints = np.zeros(15, np.int64)
         floats = np.zeros(6)
         ints[I_S], ints[I_KA_ABOVE_K] = S, spec.ka_above_k
-        ints[I_KA], ints[I_CL], ints[I_V] = (names.index(k) for k in ("ka", "cl", "v"))
-        ints[I_CONC_NQ], (ints[I_CONC_SP], ints[I_CONC_SA]) = conc.n_quantified, err_pos[0]
-        floats[F_CONC_SCALE] = CONC_UNITS[spec.conc_unit]
-        floats[F_CONC_SP_SCALE], floats[F_CONC_SA_SCALE] = conc_ep.error.prop_scale, conc_ep.error.add_scale
+        if spec.ka_above_k:
+            ints[I_KA], ints[I_CL], ints[I_V] = (names.index(k) for k in (spec.pk.ABSORPTION, CLEARANCE,
+                                                                         spec.pk.VOLUME))
         arrays = {
             "tv_pos": tv_pos, "tv_mu": [np.log(p.median) for p in spec.params], "tv_sd": [p.sd_log for p in spec.params],
             "cov_param": [names.index(c.param) for c in spec.covariates],
@@ -540,10 +578,15 @@ class CompiledDensity:
             "om_scale": [p.omega_scale if p.omega_scale is not None else 1.0 for p in spec.params],
             "centred": [int(p.centred) for p in spec.params],
             "eta_pos": [eta_pos.get(n, -1) for n in names],
-            "conc_subject": conc.subject, "conc_tau": conc.design.tau, "conc_amount": conc.design.amount,
-            "conc_dv": conc.dv, "conc_lloq": conc.lloq,
         }
-        arrays.update(_platelet_arrays(built, names, ints, floats, err_pos))
+        conc_ob, conc = found["concentration"]
+        block = data.blocks[conc_ob.cmt]
+        arrays.update({"conc_" + k: v for k, v in conc.arrays.items()}, conc_dv=block.dv, conc_lloq=block.lloq)
+        ints[I_CONC_CODE], ints[I_CONC_NQ] = conc.header["code"], block.n_quantified
+        ints[I_CONC_SP], ints[I_CONC_SA] = err_pos[conc_ob.name]
+        floats[F_CONC_SCALE] = CONC_UNITS[spec.conc_unit]
+        floats[F_CONC_SP_SCALE], floats[F_CONC_SA_SCALE] = conc_ob.error.prop_scale, conc_ob.error.add_scale
+        arrays.update(_platelet_arrays(found.get("platelets"), data, ints, floats, err_pos))
         arrays["ints"], arrays["floats"] = ints, floats
         out_pos = np.concatenate([pos for _, pos, _, _ in slots])
         out_exp = np.concatenate([np.full(pos.size, exp, np.int64) for _, pos, exp, _ in slots])
@@ -630,45 +673,57 @@ class CompiledDensity:
     # ------------------------------------------------------------- nutpie
     def nutpie_model(self, init: str = "support_point"):
         """A nutpie model that samples this density through the cached C callbacks."""
-        import pandas as pd
-        from nutpie.compile_pymc import CompiledPyMCModel
-
-        subject = pd.Index(list(self.built.data.ids), name="subject")
-        dims = {name: ("subject",) for name, shape in zip(self.names, self.shapes) if shape}
         sizes = [int(np.prod(s, dtype=int)) for s in self.shapes]
         ends = np.cumsum(sizes)
-        slices = [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
-        return CompiledPyMCModel(
-            dims=dims, compiled_logp_func=_callback("pkpd" if self.platelets else "pk"),
-            compiled_expand_func=_callback("expand"),
-            initial_point_func=lambda seed: self.initial_point(seed, init),
-            shared_data={"pkpd_density": self}, user_data=self.table, n_expanded=int(ends[-1]),
-            shape_info=(self.names, slices, self.shapes), logp_func=None, expand_func=None,
-            _n_dim=self.n_dim, _shapes=dict(zip(self.names, map(tuple, self.shapes))),
-            _coords={"subject": subject},
+        return _nutpie_model(
+            logp=_callback("pkpd" if self.platelets else "pk"), expand=_callback("expand"), user_data=self.table,
+            n_dim=self.n_dim, names=self.names, shapes=self.shapes,
+            slices=[slice(int(e - n), int(e)) for n, e in zip(sizes, ends)],
+            subjects=pd.Index(list(self.built.data.ids), name="subject"),
+            initial_point=lambda seed: self.initial_point(seed, init), keep_alive={"pkpd_density": self},
         )
 
 
-def _platelet_arrays(built, names, ints, floats, err_pos) -> dict:
-    """The platelet fields of the table (empty placeholders without platelets)."""
-    from .pkpd_model import N_TRANSIT
+def _nutpie_model(logp, expand, user_data, n_dim, names, shapes, slices, subjects, initial_point, keep_alive):
+    """nutpie's sampler model for a log density given as numba C callbacks.
 
-    empty_f, empty_i = np.zeros(0), np.zeros(0, np.int64)
-    if len(built.endpoints) < 2:
-        return {"plt_rows": np.full(8, -1), "plt_subjects": empty_i, "plt_fixed_pk": np.zeros((3, 0)),
-                **{k: empty_i if k in _INT_FIELDS else empty_f for k in FIELDS if k.startswith("plt_")
-                   and k not in ("plt_rows", "plt_subjects", "plt_fixed_pk")}}
-    ep = built.endpoints[1]
-    block, predict = built.data.blocks[ep.cmt], ep.predict
-    grid = predict.grid(block)
-    subjects = predict._tables(block)["subjects"]
-    fixed = predict.fixed_pk
-    rows = [names.index(k) if not (fixed is not None and k in ("ka", "cl", "v")) else -1 for k in PLATELET_PARAMS]
-    fixed_pk = np.zeros((3, subjects.size)) if fixed is None else np.stack([fixed[k][subjects] for k in ("ka", "cl", "v")])
-    dose, mapped, obs_subject, obs_step, tau, lags, coef, gz, gw = grid_constants(grid)
-    ints[I_HAS_PLT], ints[I_PLT_NQ], ints[I_N_TRANSIT] = 1, block.n_quantified, N_TRANSIT
-    ints[I_PLT_SP], ints[I_PLT_SA] = err_pos[1]
-    floats[F_PLT_SP_SCALE], floats[F_PLT_SA_SCALE], floats[F_PLT_H] = ep.error.prop_scale, ep.error.add_scale, grid.h
-    return {"plt_rows": rows, "plt_subjects": subjects, "plt_fixed_pk": fixed_pk, "plt_dose": dose,
-            "plt_mapped": mapped, "plt_obs_subject": obs_subject, "plt_obs_step": obs_step, "plt_tau": tau,
-            "plt_lags": lags, "plt_coef": coef, "plt_gz": gz, "plt_gw": gw, "plt_dv": block.dv, "plt_lloq": block.lloq}
+    nutpie (0.16) has no public constructor for this: ``nutpie.from_pyfunc``
+    takes Python callables (called under the GIL on every gradient, so
+    parallel chains would serialise), and ``compile_pymc_model`` compiles a
+    PyMC graph.  Its ``CompiledPyMCModel`` dataclass is what
+    ``compile_pymc_model(backend="numba")`` returns: C addresses of the
+    log-density and expand callbacks plus a ``user_data`` pointer, which is
+    exactly this.  Its constructor takes private fields (``_n_dim``,
+    ``_shapes``, ``_coords``); this is the only place pkpd fills them.
+
+    logp, expand : numba cfuncs with nutpie's signatures (see
+    :data:`_LOGP_SIGNATURE`, :data:`_EXPAND_SIGNATURE`); user_data : the array
+    whose address they receive; names, shapes, slices : the expanded draws;
+    subjects : coordinate of the per-subject variables; keep_alive : objects
+    that must live as long as the model (the arrays ``user_data`` points into).
+    """
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    dims = {name: ("subject",) for name, shape in zip(names, shapes) if shape}
+    return CompiledPyMCModel(
+        dims=dims, compiled_logp_func=logp, compiled_expand_func=expand, initial_point_func=initial_point,
+        shared_data=keep_alive, user_data=user_data, n_expanded=int(slices[-1].stop),
+        shape_info=(names, slices, shapes), logp_func=None, expand_func=None,
+        _n_dim=n_dim, _shapes=dict(zip(names, map(tuple, shapes))), _coords={"subject": subjects},
+    )
+
+
+def _platelet_arrays(found, data, ints, floats, err_pos) -> dict:
+    """The platelet fields of the table from the platelet observation's
+    ``(observation, CompiledTerms)``, or empty placeholders (``found`` None)."""
+    if found is None:
+        return {"plt_rows": np.full(len(PLATELET_PARAMS), -1), "plt_fixed_pk": np.zeros((3, 0)),
+                **{k: np.zeros(0, np.int64) if k in _INT_FIELDS else np.zeros(0) for k in FIELDS
+                   if k.startswith("plt_") and k not in ("plt_rows", "plt_fixed_pk")}}
+    ob, terms = found
+    block = data.blocks[ob.cmt]
+    ints[I_HAS_PLT], ints[I_PLT_NQ], ints[I_N_TRANSIT] = 1, block.n_quantified, terms.header["n_transit"]
+    ints[I_PLT_SP], ints[I_PLT_SA] = err_pos[ob.name]
+    floats[F_PLT_SP_SCALE], floats[F_PLT_SA_SCALE] = ob.error.prop_scale, ob.error.add_scale
+    floats[F_PLT_H] = terms.header["h"]
+    return {"plt_" + k: v for k, v in terms.arrays.items()} | {"plt_dv": block.dv, "plt_lloq": block.lloq}

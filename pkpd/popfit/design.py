@@ -118,7 +118,9 @@ class ObservationBlock:
     time : h.  dv : observed value (DV unit; for BLQ rows whatever the file held).
     subject : int index into :attr:`FitData.ids`.  blq : bool.  lloq : limit of
     quantification for BLQ rows (DV unit), NaN elsewhere.  design : the doses
-    active at each observation.
+    active at each observation.  regimens : the :class:`Regimen` of every
+    subject index (:attr:`FitData.regimens`), for predictions that need the
+    doses themselves rather than the padded design.
     """
 
     cmt: int
@@ -129,6 +131,7 @@ class ObservationBlock:
     lloq: np.ndarray
     design: DoseDesign
     unit: str
+    regimens: tuple = ()
 
     @property
     def n(self) -> int:
@@ -291,6 +294,7 @@ def flatten(dataset: Dataset, cmts=(CONC_CMT,), drop_predose: bool = True) -> Fi
             lloq=np.where(part["blq"], part["lloq"], np.nan).astype(float),
             design=design,
             unit=dataset.dv_units.get(cmt, dataset.units["dv"]),
+            regimens=regimens,
         )
     if not blocks:
         left_out = "".join(f"; left out: {n} {reason}" for reason, n in excluded["reason"].value_counts().items())

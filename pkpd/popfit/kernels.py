@@ -1,4 +1,12 @@
-"""Closed-form one-compartment oral PK written once for NumPy *and* PyTensor.
+"""Closed-form one-compartment oral PK written once for NumPy *and* PyTensor: the reference.
+
+This tensor expression is kept on purpose as an independent reference for the
+compiled fitting kernels (:mod:`pkpd.popfit.pk_op` and
+:mod:`pkpd.popfit.density`, which go through
+:func:`pkpd.one_compartment.unit_response`): the tests compare the Op and its
+hand-written gradient with this expression and PyTensor's automatic gradient.
+It is also what the PyMC model uses for one-compartment designs with
+steady-state doses.
 
 Every function takes the array namespace ``xp`` first: ``numpy`` for
 post-processing (posterior predictions over thousands of draws) or

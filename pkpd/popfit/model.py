@@ -13,7 +13,8 @@ Statistical model (subject i, observation j)::
     or, for a ``Param(centred=True)``: log P_i ~ N(log P_pop,i, omega_P)    (centred; variable
                 ``log_<P>_ind``; eta_P,i = log P_i - log P_pop,i)
     optional: sum_i log sigmoid((log ka_i - log k_i) / 0.1)                  (``ka_above_k``: no flip-flop)
-    IPRED_ij  = one-compartment oral closed form (pkpd.popfit.kernels)
+    IPRED_ij  = the PK structure's concentration (``PopPKModel.pk``, a pkpd.exposure.PKModel;
+                default one-compartment oral), through its fitting kernel
     DV_ij     ~ Normal(IPRED_ij, sd_ij),  sd_ij^2 = sigma_add^2 + (sigma_prop IPRED_ij)^2
     BLQ rows  : P(DV < LLOQ) = Phi((LLOQ - IPRED_ij) / sd_ij)              (Beal's M3)
 
@@ -28,12 +29,15 @@ Priors (all overridable, see :meth:`PopPKModel.with_param`):
 * ``sigma_prop ~ HalfNormal`` (fraction), ``sigma_add ~ HalfNormal`` (in the
   concentration unit).
 
-Variable names: typical values ``ka``, ``cl``, ``v``; ``omega_ka`` ...;
+Variable names: typical values named as the structure's parameters (``ka``,
+``cl``, ``v`` for one compartment); ``omega_ka`` ...;
 ``eta_ka`` ... (per subject); ``theta_cl_wt`` ...; ``sigma_prop``, ``sigma_add``.
 
-Extending to PD
----------------
-Further observation types (e.g. platelets, CMT 3) are :class:`Endpoint` objects:
+Observation types
+-----------------
+Each kind of observation (concentrations, CMT 2; platelets, CMT 3; ...) is an
+:class:`Observation` (``Endpoint`` is its deprecated name: in the rest of pkpd
+an endpoint is a trial outcome).  Further observation types are :class:`Observation` objects:
 a ``predict(xp, indiv, block)`` function receives the *individual* parameters
 (``{name: array (..., n_subjects)}``, PK and any extra :class:`Param` such as
 ``emax``) and an :class:`~pkpd.popfit.design.ObservationBlock` and returns the
@@ -41,21 +45,34 @@ prediction at the block's observations; the builder adds its residual error
 and likelihood.  ``xp`` is ``pytensor.tensor`` while building the model and
 ``numpy`` when predicting from posterior draws (plots, VPC); give
 ``predict_numpy`` when the two need different code.
+
+An observation can also give pkpd's compiled log density
+(:mod:`pkpd.popfit.density`) what it needs, through its ``compiled`` hook
+returning :class:`CompiledTerms`; observations without it are fitted on the
+PyMC graph.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ..checks import PKPDInputError
-from ..pk import HETROMBOPAG_CL, HETROMBOPAG_KA, HETROMBOPAG_V
-from . import kernels
+from ..drugs import hetrombopag, theophylline
+from ..exposure import PKModel
+from ..one_compartment import OneCompartmentOral
+from . import kernels, structures
 from .design import CONC_CMT, FitData, ObservationBlock, as_dataset, flatten
-from .pk_op import concentrations_tensor
+from .pk_op import (
+    concentrations_numpy,
+    concentrations_op,
+    concentrations_tensor,
+    design_arrays,
+)
 
 #: mg/L -> unit factors for concentrations (dose mg / volume L = mg/L).
 CONC_UNITS = {"mg/L": 1.0, "ug/mL": 1.0, "ng/mL": 1000.0}
@@ -186,7 +203,32 @@ class ResidualError:
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class CompiledTerms:
+    """What pkpd's compiled log density (:mod:`pkpd.popfit.density`) needs of one
+    observation type: which of its compiled prediction kernels to run, and that
+    kernel's arrays.
+
+    kernel : ``"concentration"`` (any covered PK structure,
+        :mod:`pkpd.popfit.structures`) or ``"platelets"`` (the transit model of
+        :mod:`pkpd.popfit.platelet_op`).
+    arrays : the kernel's arrays by their field name in
+        :data:`pkpd.popfit.density.FIELDS` (without the kernel's prefix
+        ``conc_`` / ``plt_``); ``rows`` are positions among the model's
+        parameters (-1: the value comes with the kernel's arrays).
+    header : the kernel's integer / float settings by name (e.g. ``code``, the
+        structure's code; ``n_transit``, ``h``).
+    unsupported : why the compiled kernel cannot take this block (then the fit
+        uses the PyMC graph), or None.
+    """
+
+    kernel: str
+    arrays: dict = field(default_factory=dict)
+    header: dict = field(default_factory=dict)
+    unsupported: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
     """One kind of observation (one CMT) with its prediction and residual error.
 
     name : name of the observed variable (``conc``, ``plt``...).
@@ -194,8 +236,14 @@ class Endpoint:
     predict : ``predict(xp, indiv, block) -> (..., block.n)``, see module docs.
     error : :class:`ResidualError`.
     sigma_suffix : residual SDs are named ``sigma_prop<suffix>`` / ``sigma_add<suffix>``
-        (empty for the concentration endpoint, e.g. ``"_plt"`` for platelets).
+        (empty for the concentrations, e.g. ``"_plt"`` for platelets).
     predict_numpy : optional NumPy-only version of ``predict`` (same signature).
+    compiled : optional ``compiled(spec, data, block) -> CompiledTerms``: how
+        pkpd's compiled log density predicts this observation (``spec`` the
+        :class:`PopPKModel`, ``data`` its :class:`FitData`).  None: the model
+        is fitted on its PyMC graph.
+    pk_structures : the PK model classes this observation's prediction works
+        with (None: any), checked by :class:`PopPKModel`.
     """
 
     name: str
@@ -205,10 +253,16 @@ class Endpoint:
     error: ResidualError = field(default_factory=ResidualError)
     sigma_suffix: str = ""
     predict_numpy: Callable | None = None
+    compiled: Callable | None = None
+    pk_structures: tuple | None = None
 
     def predict_np(self, indiv, block):
         fn = self.predict_numpy or self.predict
         return fn(np, indiv, block)
+
+    def compiled_terms(self, spec, data) -> CompiledTerms | None:
+        """The :class:`CompiledTerms` of this observation in ``data``, or None without a ``compiled`` hook."""
+        return None if self.compiled is None else self.compiled(spec, data, data.blocks[self.cmt])
 
     @property
     def sigma_prop_name(self) -> str:
@@ -219,31 +273,84 @@ class Endpoint:
         return f"sigma_add{self.sigma_suffix}"
 
 
-def concentration_endpoint(conc_unit: str, error: ResidualError) -> Endpoint:
-    """The one-compartment oral concentration endpoint (CMT 2) in ``conc_unit``."""
-    scale = CONC_UNITS[conc_unit]
+class ConcentrationPrediction:
+    """Concentrations (in ``conc_unit``) of the PK model class ``structure`` at a
+    block's observations: the :class:`Observation` ``predict`` hook.
 
-    def predict(xp, indiv, block: ObservationBlock):
-        s = block.subject
-        if xp is not np:  # in the PyMC model: one compiled Op with a hand-written gradient
-            return concentrations_tensor(indiv["ka"], indiv["cl"], indiv["v"], s, block.design, scale)
-        return kernels.one_compartment_oral(
-            xp, indiv["ka"][..., s], indiv["cl"][..., s], indiv["v"][..., s], block.design, scale
+    In the PyMC model (``xp = pytensor.tensor``) one compiled Op over the
+    structure's fitting kernel (:func:`pkpd.popfit.pk_op.concentrations_op`);
+    with NumPy (posterior draws) the same compiled loop.  One-compartment
+    designs with steady-state doses use the reference tensor expression of
+    :mod:`pkpd.popfit.kernels` in both.
+    """
+
+    def __init__(self, structure: type, conc_unit: str):
+        self.structure = structure
+        self.scale = CONC_UNITS[conc_unit]
+
+    def _reference(self, block) -> bool:
+        return block.design.any_steady and self.structure is OneCompartmentOral
+
+    def __call__(self, xp, indiv, block: ObservationBlock):
+        s, names = block.subject, list(self.structure.PARAMETERS)
+        if self._reference(block):
+            if xp is np:
+                return kernels.one_compartment_oral(np, *(indiv[n][..., s] for n in names), block.design, self.scale)
+            return concentrations_tensor(*(indiv[n] for n in names), s, block.design, self.scale)
+        if xp is np:
+            return concentrations_numpy(self.structure, indiv, s, block.design, self.scale)
+        return concentrations_op(self.structure, [indiv[n] for n in names], s, block.design, self.scale)
+
+    def compiled(self, spec: "PopPKModel", data: FitData, block: ObservationBlock) -> CompiledTerms:
+        """The compiled density's concentration kernel: the structure's code, the
+        rows of its parameters among the model's, and the dose design."""
+        tau, amount, ii, steady = design_arrays(block.design)
+        return CompiledTerms(
+            "concentration",
+            arrays={"rows": [spec.param_names.index(n) for n in self.structure.PARAMETERS], "subject": block.subject,
+                    "tau": tau, "amount": amount, "ii": ii, "steady": steady},
+            header={"code": structures.code(self.structure)},
+            unsupported="steady-state doses" if block.design.any_steady else None,
         )
 
-    return Endpoint("conc", CONC_CMT, conc_unit, predict, error, "")
+
+def concentration_observation(conc_unit: str, error: ResidualError, structure: type = OneCompartmentOral
+                              ) -> Observation:
+    """The concentration observations (CMT 2) in ``conc_unit``, predicted by the
+    PK model class ``structure`` (:class:`ConcentrationPrediction`)."""
+    predict = ConcentrationPrediction(structure, conc_unit)
+    return Observation("conc", CONC_CMT, conc_unit, predict, error, "", compiled=predict.compiled)
 
 
-#: Hetrombopag defaults (sources in :mod:`pkpd.pk` and docs/science.md).
-HETROMBOPAG_PARAMS = (
-    Param("ka", HETROMBOPAG_KA, 1.0, halfnormal_scale_for_median(omega_from_cv(0.50)), "1/h",
-          "[I] Tmax ~8 h with k = 0.0289/h (Zheng 2017); IIV ~50% CV"),
-    Param("cl", HETROMBOPAG_CL, 1.0, halfnormal_scale_for_median(omega_from_cv(0.635)), "L/h",
-          "[R] CL/F 7.66 L/h, IIV 63.5% CV (Wang 2022, Br J Clin Pharmacol 88:2084)"),
-    Param("v", HETROMBOPAG_V, 1.0, halfnormal_scale_for_median(omega_from_cv(0.77)), "L",
-          "[I] CL/F x 24 h / ln 2; IIV 77% CV borrowed from Vc/F (Wang 2022)"),
+def deprecated(old: str, new: str, value, stacklevel: int = 3):
+    """``value`` under its former name ``old``, with a DeprecationWarning naming
+    ``new`` (``stacklevel`` 3: the caller of the function that calls this)."""
+    warnings.warn(f"{old} is deprecated; use {new} (an observation type; endpoints are trial outcomes in pkpd).",
+                  DeprecationWarning, stacklevel=stacklevel)
+    return value
+
+
+def __getattr__(name):
+    if name == "Endpoint":
+        return deprecated("pkpd.popfit.model.Endpoint", "pkpd.popfit.Observation", Observation)
+    if name == "concentration_endpoint":
+        return deprecated("concentration_endpoint", "concentration_observation", concentration_observation)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Hetrombopag PK priors: centred on its typical values, log-SD 1, omega
+#: priors with the drug's IIV as median (values and sources in
+#: :mod:`pkpd.drugs.hetrombopag`).
+HETROMBOPAG_PARAMS = tuple(
+    Param(name, hetrombopag.HEALTHY_TYPICAL[name], 1.0,
+          halfnormal_scale_for_median(omega_from_cv(hetrombopag.HEALTHY_IIV[name])), unit,
+          f"{hetrombopag.SOURCES[name]}; IIV {hetrombopag.HEALTHY_IIV[name]:.1%} CV")
+    for name, unit in OneCompartmentOral.PARAMETERS.items()
 )
 
+
+#: The clearance parameter of the ``ka_above_k`` barrier, L/h (k = CL / central volume).
+CLEARANCE = "cl"
 
 #: Width (log units) of the ``ka_above_k`` barrier: its log density is -0.69 at
 #: ka = k and > -0.001 once ka > 2 k.
@@ -252,9 +359,10 @@ KA_ABOVE_K_SCALE = 0.1
 
 @dataclass(frozen=True)
 class PopPKModel:
-    """Population one-compartment oral PK model (what to fit, not how).
+    """Population PK model (what to fit, not how).
 
-    params : structural parameters; must include ``ka``, ``cl``, ``v``.
+    params : structural parameters: one per parameter of ``pk`` (named as in
+        ``pk.PARAMETERS``), plus any PD parameters the observations use.
     covariates : power covariate models (:class:`Covariate`).
     error : residual error of the concentrations.
     conc_unit : unit of predicted and observed concentrations ("ng/mL", "mg/L"
@@ -263,15 +371,19 @@ class PopPKModel:
         shape ``lkj_eta``; 1 = uniform over correlation matrices).
     drop_predose : leave concentrations before the first dose out of the
         likelihood (their prediction is identically 0).
-    endpoints : further :class:`Endpoint` objects (e.g. platelets) fitted jointly.
+    endpoints : further :class:`Observation` types (e.g. platelets) fitted jointly.
     ka_above_k : assume absorption faster than elimination in every subject
         (no flip-flop kinetics): adds ``log sigmoid((log ka_i - log k_i) / 0.1)``
-        per subject (``k_i = cl_i / v_i``; :data:`KA_ABOVE_K_SCALE`).  A
+        per subject (``k_i = cl_i / V_i``, V the structure's central volume
+        ``pk.VOLUME``, ka its ``pk.ABSORPTION``; :data:`KA_ABOVE_K_SCALE`).  A
         one-compartment oral profile is fitted equally well with ka and k
         swapped (and V rescaled); a chain can get stuck with one subject in that
         mirror mode (seen in the hetrombopag PK/PD fit of notebook 02: R-hat
         1.5).  The barrier is ~0 where ka_i > 2 k_i and removes the mirror;
         leave it off for drugs whose absorption may be slower than elimination.
+    pk : the PK structure, a :class:`pkpd.exposure.PKModel` class with fitting
+        kernels (:mod:`pkpd.popfit.structures`); default
+        :class:`pkpd.one_compartment.OneCompartmentOral`.
     """
 
     params: tuple = HETROMBOPAG_PARAMS
@@ -284,15 +396,36 @@ class PopPKModel:
     endpoints: tuple = ()
     name: str = "one-compartment oral (hetrombopag priors)"
     ka_above_k: bool = False
+    pk: type = OneCompartmentOral
 
     def __post_init__(self):
         object.__setattr__(self, "params", tuple(self.params))
         object.__setattr__(self, "covariates", tuple(self.covariates))
         object.__setattr__(self, "endpoints", tuple(self.endpoints))
+        if not (isinstance(self.pk, type) and issubclass(self.pk, PKModel)):
+            raise PKPDInputError(
+                f"pk must be a PK model class such as pkpd.one_compartment.OneCompartmentOral; got {self.pk!r}."
+            )
+        structures.code(self.pk)  # has fitting kernels
         names = [p.name for p in self.params]
-        for needed in ("ka", "cl", "v"):
-            if needed not in names:
-                raise PKPDInputError(f"PopPKModel params must include {needed!r}; got {names}.")
+        missing = [n for n in self.pk.PARAMETERS if n not in names]
+        if missing:
+            raise PKPDInputError(
+                f"PopPKModel params must include {missing[0]!r}: pk={self.pk.__name__} has the parameters "
+                f"{list(self.pk.PARAMETERS)} (units {list(self.pk.PARAMETERS.values())}); got {names}. "
+                f"Give one Param per parameter of the PK model."
+            )
+        if self.ka_above_k and CLEARANCE not in self.pk.PARAMETERS:
+            raise PKPDInputError(
+                f"ka_above_k compares {self.pk.ABSORPTION} with {CLEARANCE}/{self.pk.VOLUME}, but "
+                f"pk={self.pk.__name__} has no parameter {CLEARANCE!r}; set ka_above_k=False."
+            )
+        for ep in self.endpoints:
+            if ep.pk_structures is not None and self.pk not in ep.pk_structures:
+                raise PKPDInputError(
+                    f"the {ep.name!r} observations are predicted for the PK models "
+                    f"{[m.__name__ for m in ep.pk_structures]} only; got pk={self.pk.__name__}."
+                )
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise PKPDInputError(f"PopPKModel params must have unique names; {sorted(dup)} repeated.")
@@ -327,9 +460,17 @@ class PopPKModel:
                 return p
         raise PKPDInputError(f"no parameter {name!r}; the model has {self.param_names}.")
 
+    def concentration_observation(self) -> Observation:
+        """The concentrations (CMT 2) as this model predicts them."""
+        return concentration_observation(self.conc_unit, self.error, self.pk)
+
+    def all_observations(self) -> tuple:
+        """Every observation type: the concentrations, then :attr:`endpoints`."""
+        return (self.concentration_observation(),) + self.endpoints
+
     def all_endpoints(self) -> tuple:
-        """The concentration endpoint first, then the extra endpoints."""
-        return (concentration_endpoint(self.conc_unit, self.error),) + self.endpoints
+        """Deprecated name of :meth:`all_observations`."""
+        return deprecated("PopPKModel.all_endpoints()", "PopPKModel.all_observations()", self.all_observations())
 
     # ------------------------------------------------------------- editing
     def with_param(self, name: str, **changes) -> "PopPKModel":
@@ -367,28 +508,24 @@ class PopPKModel:
 def theophylline_model(**changes) -> PopPKModel:
     """One-compartment oral model with literature priors for theophylline (adults).
 
-    * CL 0.04 L/h/kg x 70 kg = 2.8 L/h and V 0.5 L/kg x 70 kg = 35 L [R]:
-      Goodman & Gilman's The Pharmacological Basis of Therapeutics, Appendix II
-      (theophylline: CL 0.65 mL/min/kg, Vss 0.50 L/kg).
-    * ka 1.5 /h [I]: fast absorption of the oral solution (Tmax ~1-2 h).
-    * IIV prior medians ~50% (ka), 30% (CL), 20% (V) [I].
-    * Weight: CL ~ (WT/70)^theta, theta ~ N(0.75, 0.25); V ~ (WT/70)^theta,
-      theta ~ N(1, 0.25) (allometric scaling priors).
-    * Combined residual error: sigma_prop prior median 10%, sigma_add prior
-      median 0.34 mg/L [I]; concentrations in mg/L (the data's DV unit).
+    Typical values, prior widths, IIV priors, weight exponents and the
+    combined residual error come from :mod:`pkpd.drugs.theophylline` (with
+    their sources): CL 2.8 L/h and V 35 L at 70 kg, ka 1.5 /h; CL ~
+    (WT/70)^theta, theta ~ N(0.75, 0.25), V ~ (WT/70)^theta, theta ~ N(1,
+    0.25); concentrations in mg/L (the data's DV unit).
 
     ``changes`` are passed to :func:`dataclasses.replace` (e.g. ``correlated_iiv=True``).
     """
-    params = (
-        Param("ka", 1.5, 1.0, halfnormal_scale_for_median(0.5), "1/h", "[I] fast oral absorption, Tmax 1-2 h"),
-        Param("cl", 2.8, 0.5, halfnormal_scale_for_median(0.3), "L/h", "[R] 0.04 L/h/kg (Goodman & Gilman, App. II)"),
-        Param("v", 35.0, 0.5, halfnormal_scale_for_median(0.2), "L", "[R] 0.5 L/kg (Goodman & Gilman, App. II)"),
-    )
+    params = tuple(Param(name, typical, log_sd, halfnormal_scale_for_median(iiv), unit, source)
+                   for name, (typical, log_sd, iiv, unit, source) in theophylline.PK_PRIORS.items())
+    covariates = tuple(Covariate(name, "WT", theophylline.REFERENCE_WEIGHT_KG, mean, sd)
+                       for name, (mean, sd) in theophylline.WEIGHT_EXPONENTS.items())
     model = PopPKModel(
         params=params,
-        covariates=(Covariate("cl", "WT", 70.0, 0.75, 0.25), Covariate("v", "WT", 70.0, 1.0, 0.25)),
-        error=ResidualError("combined", prop_scale=halfnormal_scale_for_median(0.10), add_scale=0.5),
-        conc_unit="mg/L",
+        covariates=covariates,
+        error=ResidualError("combined", prop_scale=halfnormal_scale_for_median(theophylline.RESIDUAL_PROP_MEDIAN),
+                            add_scale=theophylline.RESIDUAL_ADD_SCALE_MG_L),
+        conc_unit=theophylline.CONC_UNIT,
         name="theophylline one-compartment oral",
     )
     return dataclasses.replace(model, **changes)
@@ -436,7 +573,7 @@ class BuiltModel:
 
     pymc_model : the ``pymc.Model`` (None from :func:`prepare`).  spec : the
     :class:`PopPKModel`.  data : the flattened :class:`FitData`.  endpoints :
-    endpoints with observations.  Pass a BuiltModel to :func:`pkpd.fit` again
+    the :class:`Observation` types with observations in the data.  Pass a BuiltModel to :func:`pkpd.fit` again
     to refit (other seed, more draws) without recompiling.
     """
 
@@ -503,7 +640,7 @@ def prepare(model: PopPKModel, data, check_units: bool = True) -> BuiltModel:
     if isinstance(data, BuiltModel):
         return data
     fit_data = _fit_data(model, data)
-    endpoints = tuple(ep for ep in model.all_endpoints() if ep.cmt in fit_data.blocks)
+    endpoints = tuple(ep for ep in model.all_observations() if ep.cmt in fit_data.blocks)
     if not endpoints or endpoints[0].cmt != CONC_CMT:
         raise PKPDInputError(
             f"the data have no concentration observations (CMT {CONC_CMT}) left to fit; "
@@ -550,7 +687,8 @@ def build_model(model: PopPKModel, data, check_units: bool = True) -> BuiltModel
         etas = _iiv(pm, pt, model, iiv, {n: pt.log(population[n]) for n in iiv})
         indiv = individual_params(pt, model, typical, thetas, etas, fit_data)
         if model.ka_above_k:
-            gap = (pt.log(indiv["ka"]) - pt.log(indiv["cl"] / indiv["v"])) / KA_ABOVE_K_SCALE
+            ka, cl, v = (indiv[n] for n in (model.pk.ABSORPTION, CLEARANCE, model.pk.VOLUME))
+            gap = (pt.log(ka) - pt.log(cl / v)) / KA_ABOVE_K_SCALE
             pm.Potential("ka_above_k", -pt.softplus(-gap).sum())  # log sigmoid
         for ep in endpoints:
             block = fit_data.blocks[ep.cmt]
@@ -576,7 +714,7 @@ def _fit_data(model: PopPKModel, data) -> FitData:
         fit_data = data
     else:
         dataset = as_dataset(data)
-        fit_data = flatten(dataset, cmts=tuple(ep.cmt for ep in model.all_endpoints()),
+        fit_data = flatten(dataset, cmts=tuple(ep.cmt for ep in model.all_observations()),
                            drop_predose=model.drop_predose)
     if fit_data.units.get("dv") != model.conc_unit:
         raise PKPDInputError(
@@ -638,8 +776,7 @@ def _check_magnitude(model: PopPKModel, data: FitData) -> None:
     typical = {p.name: np.asarray(p.median) for p in model.params}
     thetas = {c.var_name: c.exponent for c in model.covariates}
     indiv = individual_params(np, model, typical, thetas, {}, data)
-    ep = concentration_endpoint(model.conc_unit, model.error)
-    pred = ep.predict_np(indiv, block)
+    pred = model.concentration_observation().predict_np(indiv, block)
     ok = quant & (pred > 0)
     if ok.sum() < 3:
         return

@@ -1,107 +1,101 @@
-"""The one-compartment oral concentrations of :mod:`pkpd.popfit.kernels` as one compiled PyTensor Op.
+"""Concentrations of any covered PK structure as one compiled PyTensor Op.
 
-:func:`pkpd.popfit.kernels.one_compartment_oral` writes the concentrations as
-a tensor expression; with its automatic gradient and the indexing of the
-per-subject parameters it is ~25 nodes of the log-density graph and ~50 us of
-every gradient (40 subjects x 8 samples, numba backend).  Here the same sum
-runs as a numba loop with a hand-written reverse pass::
+One loop over the observations and their active doses, for every PK model
+(:mod:`pkpd.popfit.structures`): with ``u`` the model's ``unit_response``
+(mg/L per mg, and its gradient in the parameters ``p``)::
 
-    C_i = scale / v_s  sum_d amount_id B(tau_id; ka_s, k_s),   k = CL / V,  s = subject of i
+    C_i = scale sum_d amount_id u(tau_id; p_s),       s = subject of observation i
+    d/dp_s sum_i g_i C_i = scale sum_i g_i sum_d amount_id du/dp(tau_id; p_s)
 
-    dC_i/dka = scale / v sum_d amount B_ka,   dC_i/dk = scale / v sum_d amount B_k
-    dC_i/dcl = dC_i/dk / v,                   dC_i/dv = -C_i / v - dC_i/dk k / v
+(steady-state doses use the model's ``unit_response_ss`` with their interval).
+The Op takes the per-subject parameters, (P, S) in the model's ``PARAMETERS``
+order, so the gather ``p[subject]`` and its scatter-add gradient happen inside
+the loop.  The same two loops are the concentration term of the compiled log
+density (:mod:`pkpd.popfit.density`).
 
-with ``B`` the Bateman function and its derivatives from :func:`_bateman`
-(exact at and near ka == k).  The Op takes the per-subject parameters, so the
-gather ``ka[subject]`` and its scatter-add gradient happen inside the loop.
-
-Steady-state doses (NONMEM SS=1/2) are not handled here: such designs use the
-tensor expression (:func:`concentrations_tensor` decides).  Units: ka 1/h, cl
-L/h, v L, amounts mg, tau h; concentrations mg/L x ``scale`` (1000 for ng/mL).
+:func:`concentrations_tensor` (one-compartment, by ka, cl, v) keeps designs
+with steady-state doses on the tensor expression of :mod:`pkpd.popfit.kernels`,
+the independent reference.  Units: amounts mg, tau and ii h; concentrations
+mg/L x ``scale`` (1000 for ng/mL).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
+import sys
 from pathlib import Path
 
 import numba
 import numpy as np
 
-from . import kernels
-
-#: Below this x the Taylor series replaces (1 - e^{-x})/x and its derivative
-#: (the closed form of the derivative loses ~1e-16/x^2 to cancellation).
-_SERIES_BELOW = 0.02
-
-
-# ================================================================= scalar pieces
-@numba.njit(cache=True)
-def _psi(x):
-    """((1 - e^{-x})/x, its derivative) for x >= 0, exact to rounding."""
-    if x < _SERIES_BELOW:
-        value = 1.0 - x * (1.0 / 2 - x * (1.0 / 6 - x * (1.0 / 24 - x * (1.0 / 120 - x * (1.0 / 720 - x / 5040)))))
-        slope = -1.0 / 2 + x * (1.0 / 3 - x * (1.0 / 8 - x * (1.0 / 30 - x * (1.0 / 144 - x / 840))))
-        return value, slope
-    em = -math.expm1(-x)
-    return em / x, (x * (1.0 - em) - em) / (x * x)  # e^{-x} = 1 - em: one transcendental call
-
-
-@numba.njit(cache=True)
-def _bateman(tau, ka, k):
-    """Central amount ``tau`` h after a unit depot dose, B = ka (e^{-k tau} - e^{-ka tau})/(ka - k),
-    and its derivatives (dB/dka, dB/dk).  Stable at ka == k and for either order."""
-    # D = (e^{-k tau} - e^{-ka tau})/(ka - k) is symmetric in (ka, k): write it with lo <= hi.
-    lo, hi = (k, ka) if k <= ka else (ka, k)
-    x = (hi - lo) * tau
-    p, dp = _psi(x)
-    base = tau * math.exp(-lo * tau)
-    d = base * p
-    d_lo = -tau * d - base * dp * tau
-    d_hi = base * dp * tau
-    d_ka, d_k = (d_hi, d_lo) if k <= ka else (d_lo, d_hi)
-    return ka * d, d + ka * d_ka, ka * d_k
+from ..one_compartment import OneCompartmentOral
+from . import kernels, structures
+from .structures import unit_response
 
 
 # ================================================================= forward and reverse
 @numba.njit(cache=True)
-def conc_forward(params, subject, tau, amount, scale):
-    """Concentrations (n_obs,) for ``params`` (3, S) = (ka, cl, v) per subject."""
-    out = np.empty(subject.size)
-    for i in range(subject.size):
-        s = subject[i]
-        ka, v = params[0, s], params[2, s]
-        k = params[1, s] / v
-        acc = 0.0
-        for d in range(tau.shape[1]):
-            if amount[i, d] != 0.0:
-                acc += amount[i, d] * _bateman(tau[i, d], ka, k)[0]
-        out[i] = scale * acc / v
-    return out
+def _column(params, s, p):
+    """``p[:] = params[:, s]``: the parameters of subject ``s`` as one contiguous vector."""
+    for k in range(p.size):
+        p[k] = params[k, s]
 
 
 @numba.njit(cache=True)
-def conc_vjp(params, subject, tau, amount, scale, g):
-    """Gradient (3, S) of ``sum_i g_i C_i`` with respect to ``params`` (ka, cl, v)."""
-    grad = np.zeros(params.shape)
+def conc_jacobian(code, params, subject, tau, amount, ii, steady, scale):
+    """Concentrations (n_obs,) of structure ``code`` for ``params`` (P, S) per
+    subject, and their derivatives (n_obs, P) in the parameters of each
+    observation's subject: one kernel call per observation and dose."""
+    p, grad = np.empty(params.shape[0]), np.empty(params.shape[0])
+    out, jac = np.zeros(subject.size), np.zeros((subject.size, params.shape[0]))
     for i in range(subject.size):
-        s = subject[i]
-        ka, v = params[0, s], params[2, s]
-        k = params[1, s] / v
-        acc = acc_ka = acc_k = 0.0
+        _column(params, subject[i], p)
         for d in range(tau.shape[1]):
             if amount[i, d] != 0.0:
-                b, b_ka, b_k = _bateman(tau[i, d], ka, k)
-                acc += amount[i, d] * b
-                acc_ka += amount[i, d] * b_ka
-                acc_k += amount[i, d] * b_k
-        w = g[i] * scale / v  # cotangent of the amount sum
-        c_k = w * acc_k
-        grad[0, s] += w * acc_ka
-        grad[1, s] += c_k / v
-        grad[2, s] -= (w * acc + c_k * k) / v
-    return grad
+                a = scale * amount[i, d]
+                out[i] += a * unit_response(code, tau[i, d], ii[i, d], steady[i, d], p, grad)
+                for k in range(p.size):
+                    jac[i, k] += a * grad[k]
+    return out, jac
+
+
+@numba.njit(cache=True)
+def conc_forward(code, params, subject, tau, amount, ii, steady, scale):
+    """Concentrations (n_obs,) of structure ``code`` for ``params`` (P, S) per subject."""
+    return conc_jacobian(code, params, subject, tau, amount, ii, steady, scale)[0]
+
+
+@numba.njit(cache=True)
+def conc_vjp(code, params, subject, tau, amount, ii, steady, scale, g):
+    """Gradient (P, S) of ``sum_i g_i C_i`` with respect to ``params``."""
+    jac = conc_jacobian(code, params, subject, tau, amount, ii, steady, scale)[1]
+    out = np.zeros(params.shape)
+    for i in range(subject.size):
+        for k in range(params.shape[0]):
+            out[k, subject[i]] += g[i] * jac[i, k]
+    return out
+
+
+def design_arrays(design) -> tuple:
+    """``(tau, amount, ii, steady)`` of a :class:`~pkpd.popfit.design.DoseDesign` as the loops take them."""
+    return (np.ascontiguousarray(design.tau, dtype=float), np.ascontiguousarray(design.amount, dtype=float),
+            np.ascontiguousarray(design.ii, dtype=float), np.ascontiguousarray(design.steady, dtype=np.int64))
+
+
+def concentrations_numpy(structure, indiv: dict, subject, design, scale: float = 1.0) -> np.ndarray:
+    """Concentrations (..., n_obs) for individual parameters ``{name: (..., S)}``
+    with leading draw axes, by the compiled loop (the likelihood's own arithmetic)."""
+    code = structures.code(structure)
+    names = list(structure.PARAMETERS)
+    stacked = np.stack([np.asarray(indiv[n], dtype=float) for n in names], axis=-2)  # (..., P, S)
+    lead = stacked.shape[:-2]
+    flat = stacked.reshape((-1,) + stacked.shape[-2:])
+    subject = np.ascontiguousarray(subject, dtype=np.int64)
+    arrays = design_arrays(design)
+    out = np.empty((flat.shape[0], subject.size))
+    for k in range(flat.shape[0]):
+        out[k] = conc_forward(code, np.ascontiguousarray(flat[k]), subject, *arrays, float(scale))
+    return out.reshape(lead + (subject.size,))
 
 
 # ================================================================= the PyTensor Ops
@@ -111,60 +105,63 @@ def _pytensor_ops():
     from pytensor.gradient import DisconnectedType
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
-    from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+    from pytensor.link.numba.dispatch.basic import (
+        numba_njit,
+        register_funcify_default_op_cache_key,
+    )
 
-    class _ScaleOp(Op):
-        """Props shared by the forward and gradient Ops: the unit factor from mg/L."""
+    class _ConcOpBase(Op):
+        """Props shared by the forward and gradient Ops: the structure's code and the unit factor from mg/L."""
 
-        __props__ = ("scale",)
+        __props__ = ("code", "scale")
 
-        def __init__(self, scale: float):
-            self.scale = float(scale)
+        def __init__(self, code: int, scale: float):
+            self.code, self.scale = int(code), float(scale)
 
-    class ConcOp(_ScaleOp):
-        """``ConcOp(scale)(params (3, S), subject, tau, amount)`` -> concentrations (n_obs,)."""
+    class ConcOp(_ConcOpBase):
+        """``ConcOp(code, scale)(params (P, S), subject, tau, amount, ii, steady)`` -> concentrations (n_obs,)."""
 
-        def make_node(self, params, subject, tau, amount):
-            inputs = [pt.as_tensor_variable(x) for x in (params, subject, tau, amount)]
+        def make_node(self, params, *constants):
+            inputs = [pt.as_tensor_variable(x) for x in (params, *constants)]
             return Apply(self, inputs, [pt.dvector()])
 
         def perform(self, node, inputs, outputs):
-            outputs[0][0] = conc_forward(*inputs, self.scale)
+            outputs[0][0] = conc_forward(self.code, *inputs, self.scale)
 
         def connection_pattern(self, node):
-            return [[True], [False], [False], [False]]
+            return [[True]] + [[False]] * (len(node.inputs) - 1)
 
         def L_op(self, inputs, outputs, output_grads):
-            grad = ConcVJPOp(self.scale)(*inputs, output_grads[0])
+            grad = ConcVJPOp(self.code, self.scale)(*inputs, output_grads[0])
             return [grad] + [DisconnectedType()() for _ in inputs[1:]]
 
-    class ConcVJPOp(_ScaleOp):
-        """Gradient (3, S) of ``sum_i g_i C_i``: ``ConcVJPOp(scale)(params, subject, tau, amount, g)``."""
+    class ConcVJPOp(_ConcOpBase):
+        """Gradient (P, S) of ``sum_i g_i C_i``: ``ConcVJPOp(code, scale)(params, subject, tau, amount, ii, steady, g)``."""
 
         def make_node(self, *inputs):
             return Apply(self, [pt.as_tensor_variable(x) for x in inputs], [pt.dmatrix()])
 
         def perform(self, node, inputs, outputs):
             *args, g = inputs
-            outputs[0][0] = conc_vjp(*args, self.scale, g)
+            outputs[0][0] = conc_vjp(self.code, *args, self.scale, g)
 
     @register_funcify_default_op_cache_key(ConcOp)
     def _numba_forward(op, node=None, **kwargs):
-        scale = op.scale
+        code, scale = op.code, op.scale
 
         @numba_njit
-        def forward(params, subject, tau, amount):
-            return conc_forward(params, subject, tau, amount, scale)
+        def forward(params, subject, tau, amount, ii, steady):
+            return conc_forward(code, params, subject, tau, amount, ii, steady, scale)
 
         return forward, _SOURCE_VERSION
 
     @register_funcify_default_op_cache_key(ConcVJPOp)
     def _numba_vjp(op, node=None, **kwargs):
-        scale = op.scale
+        code, scale = op.code, op.scale
 
         @numba_njit
-        def vjp(params, subject, tau, amount, g):
-            return conc_vjp(params, subject, tau, amount, scale, g)
+        def vjp(params, subject, tau, amount, ii, steady, g):
+            return conc_vjp(code, params, subject, tau, amount, ii, steady, scale, g)
 
         return vjp, _SOURCE_VERSION
 
@@ -174,23 +171,35 @@ def _pytensor_ops():
 _CONC_OP = None
 #: Salt of PyTensor's numba cache key (otherwise only the Op's props): a changed
 #: kernel must not reuse a cached wrapper of the old one.
-_SOURCE_VERSION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:15], 16)
+_SOURCE_VERSION = int(hashlib.sha256(b"".join(
+    Path(f).read_bytes() for f in (__file__, structures.__file__,
+                                   *(sys.modules[s.__module__].__file__ for s in structures.STRUCTURES))
+)).hexdigest()[:15], 16)
+
+
+def concentrations_op(structure, params, subject, design, scale: float = 1.0):
+    """PyTensor concentrations of the PK model class ``structure`` at the
+    observations of ``design`` (one Op node), from its per-subject parameters
+    ``params`` (a list of (S,) tensors in ``structure.PARAMETERS`` order) and
+    each observation's ``subject`` index."""
+    import pytensor.tensor as pt
+
+    global _CONC_OP
+    if _CONC_OP is None:
+        _CONC_OP = _pytensor_ops()
+    stacked = pt.stack([pt.as_tensor_variable(p).astype("float64") for p in params])
+    constants = (np.asarray(subject, dtype=np.int64), *design_arrays(design))
+    return _CONC_OP(structures.code(structure), scale)(stacked, *map(pt.constant, constants))
 
 
 def concentrations_tensor(ka, cl, v, subject, design, scale: float = 1.0):
-    """PyTensor concentrations at the observations of ``design`` (see
-    :func:`pkpd.popfit.kernels.one_compartment_oral`), from per-subject ``ka``
-    (1/h), ``cl`` (L/h), ``v`` (L) of shape (S,) and each observation's
-    ``subject`` index: one Op node, or the tensor expression when the design
-    has steady-state doses."""
+    """One-compartment oral concentrations at the observations of ``design``
+    from per-subject ``ka`` (1/h), ``cl`` (L/h), ``v`` (L) of shape (S,): the
+    Op of :func:`concentrations_op`, or the reference tensor expression
+    (:func:`pkpd.popfit.kernels.one_compartment_oral`) when the design has
+    steady-state doses."""
     import pytensor.tensor as pt
 
     if design.any_steady:
         return kernels.one_compartment_oral(pt, ka[subject], cl[subject], v[subject], design, scale)
-    global _CONC_OP
-    if _CONC_OP is None:
-        _CONC_OP = _pytensor_ops()
-    params = pt.stack([pt.as_tensor_variable(p).astype("float64") for p in (ka, cl, v)])
-    constants = (np.asarray(subject, dtype=np.int64), np.ascontiguousarray(design.tau, dtype=float),
-                 np.ascontiguousarray(design.amount, dtype=float))
-    return _CONC_OP(scale)(params, *map(pt.constant, constants))
+    return concentrations_op(OneCompartmentOral, (ka, cl, v), subject, design, scale)

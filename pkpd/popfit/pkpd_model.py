@@ -2,7 +2,7 @@
 
 The concentration part is :class:`~pkpd.popfit.model.PopPKModel`'s one-compartment
 oral model; this module adds the platelet observations (CMT 3, 10^9/L) as an
-:class:`~pkpd.popfit.model.Endpoint` and the PD parameters as
+:class:`~pkpd.popfit.model.Observation` and the PD parameters as
 :class:`~pkpd.popfit.model.Param` objects, so that PK and PD are fitted jointly
 (one posterior, the platelets inform the PK parameters through the drug effect).
 
@@ -63,14 +63,34 @@ import numpy as np
 import pandas as pd
 
 from ..checks import PKPDInputError
-from ..regimen import Dose, Regimen
+from ..drugs import hetrombopag
+from ..one_compartment import OneCompartmentOral
+from ..regimen import Regimen
+from ..simulate import solver_for
 from .design import PLATELET_CMT, ObservationBlock
 from .model import (
-    CONC_UNITS, HETROMBOPAG_PARAMS, Endpoint, Param, PopPKModel, ResidualError, halfnormal_scale_for_median,
+    CONC_UNITS,
+    HETROMBOPAG_PARAMS,
+    CompiledTerms,
+    Observation,
+    Param,
+    PopPKModel,
+    ResidualError,
+    build_model,
+    deprecated,
+    halfnormal_scale_for_median,
     omega_from_cv,
 )
-from .platelet_op import predict_platelets_kernel, predict_platelets_tensor
+from .platelet_op import PARAMS as KERNEL_PARAMS
+from .platelet_op import (
+    PK,
+    compiled_for,
+    grid_constants,
+    predict_platelets_kernel,
+    predict_platelets_tensor,
+)
 from .platelets import platelet_grid
+from .sampling import fit, posterior_individual_params
 
 #: PD parameters held fixed in fitting (the fitting kernel assumes them).
 N_TRANSIT = 4
@@ -82,15 +102,9 @@ HILL = 1.0
 _CACHE_SIZE = 16
 
 
-def _healthy():
-    from ..models import hetrombopag
-
-    return hetrombopag("healthy")
-
-
 def _pd_params() -> tuple:
-    """PD priors centred on the healthy defaults of :func:`pkpd.models.hetrombopag`."""
-    model = _healthy()
+    """PD priors centred on the healthy defaults of :mod:`pkpd.drugs.hetrombopag`."""
+    model = hetrombopag.model("healthy")
     typ, iiv, src = model.typical, model.iiv, model.sources
 
     def omega(name):
@@ -132,7 +146,7 @@ def block_regimens(block: ObservationBlock) -> tuple[np.ndarray, list]:
 
     Returns ``(subjects, regimens)``: the sorted subject indices present in the
     block and, for each, a :class:`Regimen` of every dose at or before its last
-    observation (h, mg), read from the block's :class:`DoseDesign` -- exactly
+    observation (h, mg), from the block's regimens (the data's) -- exactly
     the doses of the data that the model's predictions at these observations
     depend on (later doses cannot act on them).
 
@@ -140,39 +154,37 @@ def block_regimens(block: ObservationBlock) -> tuple[np.ndarray, list]:
     which the platelet model (drug-free start, no reset of the marrow) cannot
     represent.
     """
-    design = block.design
-    if design.any_steady:
+    if block.design.any_steady or any(d.ss for r in block.regimens for d in r.doses):
         raise PKPDInputError(
             "platelet observations follow a steady-state dose (SS=1/2); the platelet model starts drug-free and "
             "cannot take it. Write the run-in doses out explicitly (EVID 1 records with ADDL/II)."
         )
+    if not block.regimens:
+        raise PKPDInputError(
+            "the platelet block has no regimens (ObservationBlock.regimens); build the blocks with "
+            "pkpd.popfit.flatten, which stores each subject's Regimen."
+        )
     subjects = np.unique(block.subject)
     regimens = []
     for s in subjects:
-        rows = np.flatnonzero(block.subject == s)
-        last = rows[np.argmax(block.time[rows])]
-        active = design.amount[last] > 0
-        t_dose = np.round(block.time[last] - design.tau[last, active], 9)  # back to the data's dose times
-        amounts = design.amount[last, active]
-        # every earlier observation must see all of these doses up to its time; a reset would hide some
-        for r in rows:
-            seen = int((design.amount[r] > 0).sum())
-            expected = int((t_dose <= block.time[r] + 1e-9).sum())
-            if seen != expected:
-                raise PKPDInputError(
-                    f"subject index {s}: the platelet observation at {block.time[r]:g} h sees {seen} doses but "
-                    f"{expected} were given before it: a reset (EVID 3/4) removed earlier doses, which the "
-                    "platelet model cannot represent. Split the subject at the reset or drop the reset."
-                )
-        regimens.append(Regimen(tuple(Dose(float(t), float(a)) for t, a in zip(t_dose, amounts))))
+        last = block.time[block.subject == s].max()
+        doses = tuple(d for d in block.regimens[s].doses if d.time <= last)  # a dose at t acts before t's count
+        reset = next((d for d in doses if d.reset), None)
+        if reset is not None:
+            raise PKPDInputError(
+                f"subject index {s}: a reset (EVID 3/4) at {reset.time:g} h empties the system before platelet "
+                "observations, which the platelet model (no reset of the marrow) cannot represent. Split the "
+                "subject at the reset or drop the reset."
+            )
+        regimens.append(Regimen(doses))
     return subjects, regimens
 
 
-# ================================================================= the endpoint
+# ================================================================= the observation type
 class PlateletPrediction:
     """Platelets (10^9/L) at a block's observations, for fitting and for draws.
 
-    Called as ``predict(xp, indiv, block)`` (the :class:`Endpoint` hook):
+    Called as ``predict(xp, indiv, block)`` (the :class:`Observation` hook):
     ``indiv`` holds individual parameters ``{name: (..., n_subjects)}`` -- PK
     ``ka`` (1/h), ``cl`` (L/h), ``v`` (L) and PD ``emax`` (fold), ``ec50`` (in
     the model's concentration unit), ``mtt`` (h), ``lifespan`` (h), ``plt0``
@@ -199,10 +211,10 @@ class PlateletPrediction:
         self.conc_unit = conc_unit
         self.conc_scale = CONC_UNITS[conc_unit]
         if fixed_pk is not None:
-            missing = [k for k in ("ka", "cl", "v") if k not in fixed_pk]
+            missing = [k for k in PK if k not in fixed_pk]
             if missing:
                 raise PKPDInputError(f"fixed_pk needs ka (1/h), cl (L/h) and v (L) per subject; {missing} missing.")
-            fixed_pk = {k: np.asarray(fixed_pk[k], float) for k in ("ka", "cl", "v")}
+            fixed_pk = {k: np.asarray(fixed_pk[k], float) for k in PK}
             for k, a in fixed_pk.items():
                 if a.ndim != 1 or not np.all(np.isfinite(a) & (a > 0)):
                     raise PKPDInputError(f"fixed_pk[{k!r}] must be a 1-D array of finite values > 0 (one per subject).")
@@ -237,14 +249,14 @@ class PlateletPrediction:
 
     def _pk(self, indiv: dict, subjects: np.ndarray) -> list:
         if self.fixed_pk is None:
-            return [indiv[k][..., subjects] for k in ("ka", "cl", "v")]
+            return [indiv[k][..., subjects] for k in PK]
         n = len(self.fixed_pk["ka"])
         if subjects.max(initial=-1) >= n:
             raise PKPDInputError(
                 f"fixed_pk has {n} subjects but the data have platelet observations for subject index "
                 f"{int(subjects.max())}; fixed_pk must hold one value per subject of the data, in its order."
             )
-        return [self.fixed_pk[k][subjects] for k in ("ka", "cl", "v")]
+        return [self.fixed_pk[k][subjects] for k in PK]
 
     # ------------------------------------------------------------- the hook
     def __call__(self, xp, indiv: dict, block: ObservationBlock):
@@ -260,23 +272,47 @@ class PlateletPrediction:
         # in the PyMC model: one compiled Op with a hand-written adjoint (same arithmetic, ~10x faster)
         return predict_platelets_tensor(ka, cl, v, *pd_, grid=grid, n_transit=N_TRANSIT, conc_scale=self.conc_scale)
 
+    def compiled(self, spec: PopPKModel, data, block: ObservationBlock) -> CompiledTerms:
+        """The :class:`Observation`'s ``compiled`` hook: the platelet kernel's
+        arrays for pkpd's compiled log density (:mod:`pkpd.popfit.density`).
+
+        ``rows``: position among ``spec``'s parameters of each kernel parameter
+        (:data:`pkpd.popfit.platelet_op.PARAMS`), -1 for PK fixed per subject
+        (``fixed_pk``, (3, n) over ``subjects``); ``subjects``: the data's
+        subject indices with platelet observations; then the grid's constants
+        (:func:`~pkpd.popfit.platelet_op.grid_constants`).
+        """
+        grid = self.grid(block)
+        subjects = self._tables(block)["subjects"]
+        fixed = self.fixed_pk
+        names = spec.param_names
+        rows = [-1 if fixed is not None and k in PK else names.index(k) for k in KERNEL_PARAMS]
+        fixed_pk = np.zeros((len(PK), subjects.size)) if fixed is None else np.stack([fixed[k][subjects] for k in PK])
+        constants = dict(zip(("dose", "mapped", "obs_subject", "obs_step", "tau", "lags", "coef", "gz", "gw"),
+                             grid_constants(grid)))
+        unsupported = None
+        if not compiled_for(N_TRANSIT, grid):
+            unsupported = "a platelet grid the kernels are not compiled for"
+        elif self.conc_scale != CONC_UNITS[spec.conc_unit]:
+            unsupported = "EC50 in another concentration unit than the model's"
+        return CompiledTerms("platelets", {"rows": rows, "subjects": subjects, "fixed_pk": fixed_pk, **constants},
+                             {"n_transit": N_TRANSIT, "h": grid.h}, unsupported)
+
     def numpy(self, xp, indiv: dict, block: ObservationBlock) -> np.ndarray:
-        """The :class:`Endpoint`'s ``predict_numpy`` hook: :meth:`simulate` (``xp`` is ignored)."""
+        """The :class:`Observation`'s ``predict_numpy`` hook: :meth:`simulate` (``xp`` is ignored)."""
         return self.simulate(indiv, block)
 
     def simulate(self, indiv: dict, block: ObservationBlock) -> np.ndarray:
         """Platelets (10^9/L), shape ``(..., block.n)``, from the independent
         simulator :func:`pkpd.simulate.solver_for` for individual parameters
         with leading draw axes (draws x subjects run as one population)."""
-        from ..simulate import solver_for
-
         tables = self._tables(block)
         subjects, regimens, position = tables["subjects"], tables["regimens"], tables["position"]
         lead = np.shape(indiv["plt0"])[:-1]
         n_draws = int(np.prod(lead, dtype=int))
         pk = self._pk(indiv, subjects)
         columns = {}
-        for name, values in zip(("ka", "cl", "v") + PD_NAMES, pk + [indiv[k][..., subjects] for k in PD_NAMES]):
+        for name, values in zip(PK + PD_NAMES, pk + [indiv[k][..., subjects] for k in PD_NAMES]):
             columns[name] = np.broadcast_to(values, lead + (subjects.size,)).reshape(-1)
         # EC50 in the model's concentration unit -> ng/mL, the simulator's unit
         columns["ec50"] = columns["ec50"] * (CONC_UNITS["ng/mL"] / self.conc_scale)
@@ -292,12 +328,21 @@ class PlateletPrediction:
         return out.reshape(lead + (block.n,))
 
 
-def platelet_endpoint(error: ResidualError = PLATELET_ERROR, conc_unit: str = "ng/mL",
-                      fixed_pk: dict | None = None) -> Endpoint:
-    """The platelet endpoint: CMT 3, 10^9/L, residual SDs named ``sigma_prop_plt`` /
-    ``sigma_add_plt``.  See :class:`PlateletPrediction` for ``conc_unit`` and ``fixed_pk``."""
+def platelet_observation(error: ResidualError = PLATELET_ERROR, conc_unit: str = "ng/mL",
+                         fixed_pk: dict | None = None) -> Observation:
+    """The platelet observations: CMT 3, 10^9/L, residual SDs named ``sigma_prop_plt`` /
+    ``sigma_add_plt``, driven by one-compartment oral PK.  See
+    :class:`PlateletPrediction` for ``conc_unit`` and ``fixed_pk``."""
     predict = PlateletPrediction(conc_unit, fixed_pk)
-    return Endpoint("plt", PLATELET_CMT, "10^9/L", predict, error, "_plt", predict.numpy)
+    return Observation("plt", PLATELET_CMT, "10^9/L", predict, error, "_plt", predict.numpy,
+                       compiled=predict.compiled, pk_structures=(OneCompartmentOral,))
+
+
+def platelet_endpoint(error: ResidualError = PLATELET_ERROR, conc_unit: str = "ng/mL",
+                      fixed_pk: dict | None = None) -> Observation:
+    """Deprecated name of :func:`platelet_observation`."""
+    return deprecated("platelet_endpoint", "platelet_observation", platelet_observation(error, conc_unit, fixed_pk),
+                      stacklevel=3)
 
 
 def hetrombopag_pkpd_model(pd_params=HETROMBOPAG_PD_PARAMS, plt_error: ResidualError = PLATELET_ERROR,
@@ -336,28 +381,27 @@ def hetrombopag_pkpd_model(pd_params=HETROMBOPAG_PD_PARAMS, plt_error: ResidualE
     pk_params = tuple(dataclasses.replace(p, centred=centred_pk) for p in HETROMBOPAG_PARAMS)
     fields = {"params": pk_params + pd_params, "error": error, "name": "hetrombopag PK + platelets (joint)",
               "ka_above_k": True, **changes}
-    fields["endpoints"] = tuple(changes.get("endpoints", ())) + (platelet_endpoint(plt_error, conc_unit),)
+    fields["endpoints"] = tuple(changes.get("endpoints", ())) + (platelet_observation(plt_error, conc_unit),)
     return PopPKModel(**fields)
 
 
 # ================================================================= sequential fitting
 def individual_pk_medians(idata, built) -> pd.DataFrame:
-    """Posterior median of each subject's ka (1/h), cl (L/h), v (L), indexed by ID."""
-    from .sampling import posterior_individual_params
-
+    """Posterior median of each subject's PK parameters (those of ``built.spec.pk``:
+    ka 1/h, cl L/h, v L for one compartment), indexed by ID."""
     indiv = posterior_individual_params(idata, built)
     return pd.DataFrame(
-        {k: np.median(indiv[k].reshape(-1, indiv[k].shape[-1]), axis=0) for k in ("ka", "cl", "v")},
+        {k: np.median(indiv[k].reshape(-1, indiv[k].shape[-1]), axis=0) for k in built.spec.pk.PARAMETERS},
         index=pd.Index(built.data.ids, name="ID"),
     )
 
 
-def _platelet_endpoint_of(model: PopPKModel) -> Endpoint:
+def _platelet_observation_of(model: PopPKModel) -> Observation:
     eps = [e for e in model.endpoints if e.cmt == PLATELET_CMT]
     if len(eps) != 1 or not isinstance(eps[0].predict, PlateletPrediction):
         raise PKPDInputError(
-            "sequential fitting needs a model with one platelet endpoint from platelet_endpoint(), e.g. "
-            "hetrombopag_pkpd_model()."
+            "sequential fitting needs a model with one platelet observation type from platelet_observation(), "
+            "e.g. hetrombopag_pkpd_model()."
         )
     return eps[0]
 
@@ -371,7 +415,7 @@ def sequential_pd_model(model: PopPKModel, pk_estimates: pd.DataFrame, data) -> 
     data : the Dataset the model will be fitted to; every subject in it needs
         a row (matched by ID, stored in the data's subject order).
     """
-    ep = _platelet_endpoint_of(model)
+    ep = _platelet_observation_of(model)
     ids = list(data.ids) if hasattr(data, "ids") else list(data)
     missing = [i for i in ids if i not in pk_estimates.index]
     if missing:
@@ -379,8 +423,8 @@ def sequential_pd_model(model: PopPKModel, pk_estimates: pd.DataFrame, data) -> 
             f"pk_estimates has no row for subject ID {missing[0]!r} ({len(missing)} missing); give ka, cl, v for "
             f"every subject of the data (index = ID), e.g. individual_pk_medians() of a PK fit of the same data."
         )
-    fixed = {k: pk_estimates.loc[ids, k].to_numpy(float) for k in ("ka", "cl", "v")}
-    new = platelet_endpoint(ep.error, ep.predict.conc_unit, fixed)
+    fixed = {k: pk_estimates.loc[ids, k].to_numpy(float) for k in PK}
+    new = platelet_observation(ep.error, ep.predict.conc_unit, fixed)
     return dataclasses.replace(model, endpoints=tuple(new if e is ep else e for e in model.endpoints),
                                name=f"{model.name}: PD with fixed individual PK")
 
@@ -389,7 +433,7 @@ def fit_sequential(model: PopPKModel, data, seed: int, pk_fit: dict | None = Non
     """Sequential PK then PD fit (the "IPP" approach, individual PK parameters
     fixed; Zhang, Beal & Sheiner, J Pharmacokinet Pharmacodyn 2003;30:387).
 
-    1. the PK part of ``model`` (no platelet endpoint) is fitted to the
+    1. the PK part of ``model`` (no platelet observations) is fitted to the
        concentrations;
     2. each subject's ka, cl, v are fixed at their posterior medians
        (:func:`individual_pk_medians`) and ``model`` is fitted again with the
@@ -409,10 +453,7 @@ def fit_sequential(model: PopPKModel, data, seed: int, pk_fit: dict | None = Non
     ``idata_pd`` use the fixed PK of the data's subjects (a VPC's new subjects
     get new PD etas but these PK parameters).
     """
-    from .model import build_model
-    from .sampling import fit
-
-    ep = _platelet_endpoint_of(model)
+    ep = _platelet_observation_of(model)
     pk_model = dataclasses.replace(model, endpoints=tuple(e for e in model.endpoints if e is not ep),
                                    name=f"{model.name}: PK stage")
     pk_built = build_model(pk_model, data)

@@ -38,10 +38,18 @@ import numba
 import numba.extending
 import numpy as np
 
+from .. import one_compartment
+from ..one_compartment import OneCompartmentOral, bateman
 from ..pd import gauss_legendre
 from . import pk_op
-from .pk_op import _bateman
-from .platelets import CHAIN_QUADRATURE, NODES, PlateletGrid, node_offsets, node_weights, predict_platelets
+from .platelets import (
+    CHAIN_QUADRATURE,
+    NODES,
+    PlateletGrid,
+    node_offsets,
+    node_weights,
+    predict_platelets,
+)
 
 #: Chain states (4 transit compartments + platelets) and input nodes per step the
 #: kernels are compiled for: loops of known length run about twice as fast.  Other
@@ -49,8 +57,11 @@ from .platelets import CHAIN_QUADRATURE, NODES, PlateletGrid, node_offsets, node
 N_TRANSIT = 4
 _N = N_TRANSIT + 1
 _M = NODES
+#: The PK parameters driving the platelets: the one-compartment oral model's (the
+#: kernels integrate its closed form between steps).
+PK = tuple(OneCompartmentOral.PARAMETERS)
 #: Parameter order of the Op's first inputs and of its gradient's outputs.
-PARAMS = ("ka", "cl", "v", "emax", "ec50", "mtt", "lifespan", "plt0")
+PARAMS = PK + ("emax", "ec50", "mtt", "lifespan", "plt0")
 
 
 @numba.extending.intrinsic
@@ -144,7 +155,7 @@ def _node_pk(ka, k, tau, ek, bq):
     for t in range(tau.shape[0]):
         for q in range(tau.shape[1]):
             ek[t, q] = math.exp(-k * tau[t, q])
-            bq[0, t, q], bq[1, t, q], bq[2, t, q] = _bateman(tau[t, q], ka, k)
+            bq[0, t, q], bq[1, t, q], bq[2, t, q] = bateman(tau[t, q], ka, k)
 
 
 @numba.njit(cache=True)
@@ -168,7 +179,7 @@ def platelet_forward(params, dose, mapped, obs_subject, obs_step, tau, lags, coe
         ka, cl, v, emax, ec50 = params[0, s], params[1, s], params[2, s], params[3, s], params[4, s]
         k = cl / v
         factor = conc_scale / v
-        a, b, c = math.exp(-ka * h), _bateman(h, ka, k)[0], math.exp(-k * h)
+        a, b, c = math.exp(-ka * h), bateman(h, ka, k)[0], math.exp(-k * h)
         _node_pk(ka, k, tau, ek, bq)
         tables[s, 0], tables[s, 1:] = ek, bq
         g_prev = c_prev = 0.0
@@ -235,7 +246,7 @@ def platelet_vjp(params, dose, mapped, obs_subject, obs_step, tau, lags, coef, g
         if s > 0 and (mtt != params[5, s - 1] or lifespan != params[6, s - 1]):  # no IIV: shared tables
             phi, w = _chain(n, ktr, kdeg, h, lags, coef, gz, gw)
         a, c = math.exp(-ka * h), math.exp(-k * h)
-        b, b_ka, b_k = _bateman(h, ka, k)
+        b, b_ka, b_k = bateman(h, ka, k)
         ek[:], bq[:] = tables[s, 0], tables[s, 1:]
         phi_bar[:] = 0.0
         w_bar[:] = 0.0
@@ -336,7 +347,10 @@ def _pytensor_ops():
     from pytensor.gradient import DisconnectedType
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
-    from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+    from pytensor.link.numba.dispatch.basic import (
+        numba_njit,
+        register_funcify_default_op_cache_key,
+    )
 
     class _KernelOp(Op):
         """Props shared by the forward and gradient Ops: chain length, grid step (h), conc scale."""
@@ -405,7 +419,8 @@ def _pytensor_ops():
 _OPS = None
 #: Salt of PyTensor's numba cache key: its key is otherwise only the Op's props, and a
 #: cached wrapper from an earlier version of these kernels (here or in pk_op) would be reused.
-_SOURCE_VERSION = int(hashlib.sha256(Path(__file__).read_bytes() + Path(pk_op.__file__).read_bytes())
+_SOURCE_VERSION = int(hashlib.sha256(Path(__file__).read_bytes() + Path(pk_op.__file__).read_bytes()
+                                     + Path(one_compartment.__file__).read_bytes())
                       .hexdigest()[:15], 16)
 
 
@@ -417,7 +432,7 @@ def platelet_op(n_transit: int, h: float, conc_scale: float):
     return _OPS[0](n_transit, h, conc_scale)
 
 
-def _compiled_for(n_transit: int, grid: PlateletGrid) -> bool:
+def compiled_for(n_transit: int, grid: PlateletGrid) -> bool:
     """Whether the kernels' compile-time sizes (:data:`N_TRANSIT` compartments,
     :data:`_M` nodes per step) fit; other sizes use the tensor expression."""
     return n_transit == N_TRANSIT and grid.nodes.size == _M
@@ -433,7 +448,7 @@ def predict_platelets_kernel(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: P
     lead, n_sub = values[0].shape[:-1], values[0].shape[-1]
     params = np.ascontiguousarray(np.stack([x.reshape(-1, n_sub) for x in values], axis=1))  # (draws, 8, S)
     out = np.empty((params.shape[0], grid.obs_subject.size))
-    if _compiled_for(n_transit, grid):
+    if compiled_for(n_transit, grid):
         constants = grid_constants(grid)
         for d in range(params.shape[0]):
             out[d] = platelet_forward(params[d], *constants, n_transit, grid.h, conc_scale)[0]
@@ -448,7 +463,7 @@ def predict_platelets_tensor(ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: P
     """PyTensor front end: the same call as ``predict_platelets(pt, ...)``, one Op node."""
     import pytensor.tensor as pt
 
-    if not _compiled_for(n_transit, grid):
+    if not compiled_for(n_transit, grid):
         return predict_platelets(pt, ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid, n_transit, conc_scale)
     params = pt.stack([pt.as_tensor_variable(p).astype("float64") for p in (ka, cl, v, emax, ec50, mtt, lifespan, plt0)])
     constants = [pt.constant(c) for c in grid_constants(grid)]

@@ -1,4 +1,10 @@
-"""Platelet (PD) predictions for population fitting, with cheap exact gradients.
+"""Platelet (PD) predictions for population fitting, with cheap exact gradients: the reference.
+
+This tensor expression is kept on purpose as an independent reference for the
+compiled platelet kernels (:mod:`pkpd.popfit.platelet_op`, used by the PyMC
+model and by the compiled log density): the tests compare the Op and its
+hand-written adjoint with it and PyTensor's automatic gradient.  The fit uses
+it itself only for chain lengths or grids the kernels are not compiled for.
 
 The transit model of :mod:`pkpd.pd` with gamma = 0 is *linear* in its drug
 input: with ``u(s) = kin E(C(s))`` the deviation from baseline is a convolution

@@ -26,19 +26,14 @@ Times in h; concentrations in the model's ``conc_unit``.
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from ..checks import PKPDInputError
-from .design import dose_design
+from .design import ObservationBlock, dose_design
 from .model import BuiltModel, individual_params, prepare, residual_sd
 from .sampling import posterior_individual_params, predict_draws
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _context(model, data) -> BuiltModel:
@@ -97,7 +92,6 @@ def plot_gof(idata, endpoint: str = "conc", log: bool = False, unit: str | None 
         recorded it (e.g. ng/mL or 10^9/L).  Time is in h.
     log : log-log axes for the DV panels.  Returns the matplotlib Figure.
     """
-    plt = _plt()
     r = residuals(idata, endpoint)
     q = r[~r["blq"]]
     unit = unit or _unit(idata, endpoint, "lloq", "")
@@ -176,7 +170,6 @@ def plot_individual_fits(idata, model, data, ids=None, ncols: int = 4, n_grid: i
     n_draws : posterior draws used for the curves (thinned at random with ``seed``).
     Returns the Figure.
     """
-    plt = _plt()
     ctx = _context(model, data)
     fd = ctx.data
     ep = ctx.endpoints[0]
@@ -228,13 +221,11 @@ def plot_individual_fits(idata, model, data, ids=None, ncols: int = 4, n_grid: i
 
 def _grid_block(block, fd, k, grid):
     """An observation block at ``grid`` times for subject index ``k``."""
-    from .design import ObservationBlock
-
     subject = np.full(grid.size, k)
     return ObservationBlock(
         cmt=block.cmt, time=grid, dv=np.full(grid.size, np.nan), subject=subject,
         blq=np.zeros(grid.size, bool), lloq=np.full(grid.size, np.nan),
-        design=dose_design(fd.regimens, subject, grid), unit=block.unit,
+        design=dose_design(fd.regimens, subject, grid), unit=block.unit, regimens=fd.regimens,
     )
 
 
@@ -359,7 +350,6 @@ def plot_vpc(idata, model, data, n_sim: int = 200, pred_corrected: bool = False,
 
     Extra keyword arguments go to :func:`vpc`.  Returns the Figure.
     """
-    plt = _plt()
     ctx = _context(model, data)
     table = vpc(idata, ctx, None, n_sim=n_sim, pred_corrected=pred_corrected, seed=seed, **kwargs)
     ep = next(e for e in ctx.endpoints if e.name == table.attrs["endpoint"])
@@ -416,7 +406,6 @@ def eta_shrinkage(idata) -> pd.Series:
 def plot_eta_shrinkage(idata):
     """Histograms of the posterior-mean etas with the N(0, omega) they should
     resemble, shrinkage in each title.  Returns the Figure."""
-    plt = _plt()
     shr = eta_shrinkage(idata)
     post = idata.posterior
     fig, axes = plt.subplots(1, len(shr), figsize=(3.3 * len(shr), 3), squeeze=False)

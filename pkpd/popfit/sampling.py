@@ -16,10 +16,12 @@ unavailable -- and returns an
 * ``sample_stats``.
 
 Predictions, noise and log-likelihood are computed from the stored draws with
-the model's own arithmetic in NumPy (the closed form of
-:mod:`pkpd.popfit.kernels`; for platelets the likelihood Op's numba forward
-kernel), so the pointwise log-likelihood is the one that was sampled and
-nothing but the sampler's logp needs compiling.
+the model's own arithmetic: the observations' compiled forward kernels
+(concentrations: :func:`pkpd.popfit.pk_op.conc_forward`; platelets: the
+likelihood Op's forward kernel) and the compiled density's per-observation
+terms (:func:`pkpd.popfit.density.pointwise_loglik`), so the pointwise
+log-likelihood is the one that was sampled and nothing but the sampler's logp
+needs compiling.
 
 Diagnostics (:func:`diagnose`) follow Vehtari et al. (2021, Bayesian Analysis
 16:667): rank-normalised split R-hat <= 1.01 and bulk and tail ESS >= 400 (100
@@ -47,8 +49,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from ..checks import PKPDInputError, whole
+from .density import CompiledDensity, pointwise_loglik, supports
 from .design import CONC_CMT
 from .model import BuiltModel, PopPKModel, build_model, individual_params, residual_sd
 
@@ -495,8 +499,6 @@ def _compile_nutpie(pymc_model, init: str = "support_point"):
 
 def _density_kind(built, density: str) -> str:
     """``"compiled"`` (pkpd's numba density) or ``"pytensor"``, as ``density`` asks and the model allows."""
-    from .density import supports
-
     if density == "pytensor":
         return "pytensor"
     reason = supports(built)
@@ -519,8 +521,6 @@ def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progr
         if verbose:
             print("pkpd.fit: loading pkpd's compiled log density (numba compiles it once per machine: ~8 s, ~20 s "
                   "with platelets)...", flush=True)
-        from .density import CompiledDensity
-
         compiled = CompiledDensity.of(built).nutpie_model(init)
         built.compiled[key] = compiled
     elif compiled is None:
@@ -622,10 +622,6 @@ def _sigmas(post, ep):
 def add_predictions(idata, built: BuiltModel, seed: int) -> None:
     """Add IPRED/PRED draws, posterior predictive, pointwise log-likelihood,
     observed and constant data to ``idata`` (in place)."""
-    import xarray as xr
-    from scipy.special import log_ndtr
-    from scipy.stats import norm
-
     post = idata.posterior
     chain, draw = post["chain"].values, post["draw"].values
     rng = np.random.default_rng([seed, 20250])
@@ -641,10 +637,9 @@ def add_predictions(idata, built: BuiltModel, seed: int) -> None:
         sp, sa = _sigmas(post, ep)
         sd = residual_sd(np, ep.error, ipred, sp, sa)
         y_rep = ipred + sd * rng.standard_normal(ipred.shape)
-        nq = block.n_quantified
-        loglik = np.empty_like(ipred)
-        loglik[..., :nq] = norm.logpdf(block.dv[:nq], ipred[..., :nq], sd[..., :nq])
-        loglik[..., nq:] = log_ndtr((block.lloq[nq:] - ipred[..., nq:]) / sd[..., nq:])
+        flat = ipred.reshape(-1, block.n)
+        loglik = pointwise_loglik(flat, np.ascontiguousarray(np.broadcast_to(sd, ipred.shape)).reshape(flat.shape), block.dv, block.lloq,
+                                  block.n_quantified).reshape(ipred.shape)  # the sampled density's own terms
         coords3 = {"chain": chain, "draw": draw, dim: np.arange(block.n)}
         new_post[f"{ep.name}_ipred"] = xr.DataArray(ipred, coords=coords3, dims=("chain", "draw", dim))
         new_post[f"{ep.name}_pred"] = xr.DataArray(pred, coords=coords3, dims=("chain", "draw", dim))

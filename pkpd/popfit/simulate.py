@@ -20,9 +20,14 @@ import pandas as pd
 
 from ..checks import PKPDInputError, nonnegative, positive, sorted_times
 from ..nonmem import Dataset, read_nonmem
+from ..one_compartment import OneCompartmentOral
 from ..pk import concentrations
 from ..regimen import Regimen
 from .model import CONC_UNITS
+
+
+#: The simulated (one-compartment oral) parameters.
+PARAMETERS = tuple(OneCompartmentOral.PARAMETERS)
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,10 @@ class PopulationTruth:
     sigma_add: float = 0.0
 
     def __post_init__(self):
-        for name in ("ka", "cl", "v"):
+        for name in PARAMETERS:
             positive(name, getattr(self, name))
         for name, value in self.omega.items():
-            if name not in ("ka", "cl", "v"):
+            if name not in PARAMETERS:
                 raise PKPDInputError(f"omega: unknown parameter {name!r}; use ka, cl or v.")
             nonnegative(f"omega[{name}]", value)
         nonnegative("sigma_prop", self.sigma_prop)
@@ -78,7 +83,7 @@ def simulate_study(
     n = int(n_subjects)
     wt = rng.uniform(*weight_range, size=n)
     params = {}
-    for name in ("ka", "cl", "v"):
+    for name in PARAMETERS:
         eta = rng.normal(0.0, truth.omega.get(name, 0.0), size=n)
         params[name] = getattr(truth, name) * (wt / 70.0) ** truth.theta.get(name, 0.0) * np.exp(eta)
     # pkpd.pk gives ng/mL for mg doses; convert to the requested unit explicitly.

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..checks import PKPDInputError, sorted_times
-from ..models import PARAMETERS, PKPDModel
+from ..population import PKPDModel
 from ..regimen import RECORD_COLUMNS, Regimen
 from ..simulate import simulate_population
 
@@ -66,7 +66,7 @@ def simulate_pkpd_records(model: PKPDModel, groups, pk_times, plt_times, seed) -
             plt = pd.DataFrame({"ID": sid, "TIME": plt_times, "AMT": 0.0, "EVID": 0, "MDV": 0, "CMT": PLATELET_CMT,
                                 "II": 0.0, "ADDL": 0, "SS": 0, "DV": sim["platelets_obs"].values[k, plt_idx]})
             rows += [doses, conc, plt]
-        table = pd.DataFrame({"ID": ids, "GROUP": g, **{p: sim[p].values for p in PARAMETERS}})
+        table = pd.DataFrame({"ID": ids, "GROUP": g, **{p: sim[p].values for p in model.parameter_names}})
         truth.append(table)
         rows_group = slice(len(rows) - 3 * int(n), len(rows))
         for r in rows[rows_group]:

@@ -196,7 +196,6 @@ def report_cells(name: str, n_subjects: int, n_times: int, bytes_per_cell: int =
 PARAMETER_LIMITS = {
     "ka": (0.0, 100.0, "1/h", "above that the absorption half-life is under 25 s: ka is per hour"),
     "elimination rate cl/v": (0.0, 100.0, "1/h", "above that the elimination half-life is under 25 s: CL is in L/h and V in L"),
-    "disposition rate alpha": (0.0, 100.0, "1/h", "above that the distribution half-life is under 25 s: CL and Q are in L/h, V1 and V2 in L"),
     "emax": (0.0, 100.0, "fold", "TPO-receptor agonists reach about 10-fold (romiplostim 9-11)"),
     "hill": (0.25, 5.0, "", "PD Hill coefficients lie between about 0.5 and 3"),
     "n_transit": (1, 20, "", "maturation models use 3-6 transit compartments"),
@@ -206,15 +205,19 @@ PARAMETER_LIMITS = {
 }
 
 
-def parameter_in_range(name: str, value) -> np.ndarray:
-    """A model parameter inside :data:`PARAMETER_LIMITS` (finite, checked elementwise)."""
-    low, high, unit, why = PARAMETER_LIMITS[name]
+def parameter_in_range(name: str, value, limits=None, where: str = "pkpd.checks.PARAMETER_LIMITS") -> np.ndarray:
+    """A model parameter inside its limits (finite, checked elementwise): those
+    of ``limits`` (a model's own, named by ``where``) or of :data:`PARAMETER_LIMITS`."""
+    if limits and name in limits:
+        low, high, unit, why = limits[name]
+    else:
+        (low, high, unit, why), where = PARAMETER_LIMITS[name], "pkpd.checks.PARAMETER_LIMITS"
     arr = np.asarray(value, dtype=float)
     bad = (arr < low) | (arr > high)
     if bad.any():
         raise PKPDInputError(
             f"{name} must lie in [{low:g}, {high:g}]{_unit(unit)}, the range pkpd's platelet solver is validated on; "
-            f"got {_first_bad(arr, bad)}. {why[0].upper() + why[1:]}; see pkpd.checks.PARAMETER_LIMITS."
+            f"got {_first_bad(arr, bad)}. {why[0].upper() + why[1:]}; see {where}."
         )
     return arr
 

@@ -61,6 +61,9 @@ class PKModel:
     ABSORPTION: ClassVar[str] = "ka"
     #: The compartment doses enter (0: the depot of oral models).
     DOSE_COMPARTMENT: ClassVar[int] = 0
+    #: Limits of the model's own derived rates, name -> (low, high, unit, why),
+    #: like :data:`pkpd.checks.PARAMETER_LIMITS` (which holds the shared ones).
+    LIMITS: ClassVar[Mapping[str, tuple]] = {}
     #: What each parameter means, for tables (``describe()``).
     MEANINGS: ClassVar[Mapping[str, str]] = {}
 
@@ -123,7 +126,7 @@ class PKModel:
     def check_solver_range(cls, p: Mapping[str, np.ndarray]) -> None:
         """Refuse parameters outside the range the PD solvers are validated on."""
         for name, rate in cls.solver_rates(p).items():
-            parameter_in_range(name, rate)
+            parameter_in_range(name, rate, cls.LIMITS, f"{cls.__name__}.LIMITS (shared ones: pkpd.checks.PARAMETER_LIMITS)")
 
     @classmethod
     def conc_scale(cls, p: Mapping[str, np.ndarray]) -> np.ndarray:

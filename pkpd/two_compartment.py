@@ -205,6 +205,9 @@ class TwoCompartmentOral(PKModel):
     COMPARTMENTS = ("depot", "central", "peripheral")
     CENTRAL = 1
     VOLUME = "v1"
+    #: The platelet solver is validated up to this distribution rate (as ka and CL/V in pkpd.checks).
+    LIMITS = {"disposition rate alpha": (0.0, 100.0, "1/h", "above that the distribution half-life is under 25 s: "
+                                                           "CL and Q are in L/h, V1 and V2 in L")}
     MEANINGS = {"ka": "first-order absorption rate constant", "cl": "apparent clearance CL/F",
                 "v1": "apparent central volume V1/F", "q": "apparent intercompartmental clearance Q/F",
                 "v2": "apparent peripheral volume V2/F"}

@@ -13,7 +13,7 @@ post-processing (posterior predictions over thousands of draws) or
 ``pytensor.tensor`` inside the PyMC model (gradients for NUTS).  One source for
 both means the fitted model and the plots can never disagree.
 
-The maths is that of :mod:`pkpd.pk` (see there): the central amount ``tau`` h
+The maths is that of :mod:`pkpd.one_compartment` (see there): the central amount ``tau`` h
 after a unit dose into the depot is the Bateman function
 
     B(tau) = ka (e^{-k tau} - e^{-ka tau}) / (ka - k),     k = CL / V,
@@ -54,7 +54,7 @@ def exp_divdiff(xp, p, s, d):
     """``(e^{-p} - e^{-(p + d s)}) / d`` without cancellation, 0/0 or overflow.
 
     Far from ``d s = 0`` it is written ``e^{-min(p, p + d s)} s phi1(|d s|)``
-    (valid for any sign of ``d`` and ``s``; port of :func:`pkpd.pk.exp_divdiff`).
+    (valid for any sign of ``d`` and ``s``; port of :func:`pkpd.one_compartment.exp_divdiff`).
     Near ``d s = 0``, where ``min`` and ``abs`` have kinks that automatic
     differentiation gets wrong at the tie (it would lose the -x/2 term of the
     gradient at ka == k), it uses the smooth signed series
@@ -80,7 +80,7 @@ def bateman_ss(xp, tau, ii, ka, k):
 
     With a = k, b = ka: ``sum_m (e^{-a(tau+m ii)} - e^{-b(tau+m ii)})/(b-a)``
     = ``[D(tau) - D'] / ((1 - e^{-a ii})(1 - e^{-b ii}))`` where both divided
-    differences are stable at a == b (see ``pkpd.pk._ss_divdiff``).
+    differences are stable at a == b (see ``pkpd.one_compartment.steady_state_amounts``).
     """
     d = ka - k
     first = exp_divdiff(xp, k * tau, tau, d)

@@ -21,7 +21,7 @@ Statistical model (subject i, observation j)::
 Priors (all overridable, see :meth:`PopPKModel.with_param`):
 
 * typical value ``P_tv ~ LogNormal(log median, sd_log)``, median from the
-  literature (defaults: hetrombopag, :mod:`pkpd.pk`; :func:`theophylline_model`);
+  literature (defaults: hetrombopag, :mod:`pkpd.drugs.hetrombopag`; :func:`theophylline_model`);
 * ``omega_P ~ HalfNormal(scale)``: SD of log P between subjects, with the scale
   chosen so the prior median (0.674 x scale) is near the published IIV;
 * covariate exponent ``theta ~ Normal(exponent, sd)`` (allometric 0.75 for CL,

@@ -17,12 +17,12 @@ platelets, from the drug-free steady state::
     ...    dPLT/dt = ktr P4 - kdeg PLT
 
 Fitting assumes gamma = 0 and hill = 1 (the defaults of
-``pkpd.models.hetrombopag``): the platelet response is then linear in the
+``pkpd.drugs.hetrombopag.model``): the platelet response is then linear in the
 drug input, which :mod:`pkpd.popfit.platelets` turns into a fixed-size tensor
 expression with exact gradients.
 
 Individual parameters are log-normal (``P_i = P_tv exp(eta_i)``) like the PK
-ones.  Default priors, centred on ``pkpd.models.hetrombopag("healthy")``
+ones.  Default priors, centred on ``pkpd.drugs.hetrombopag.model("healthy")``
 (see :data:`HETROMBOPAG_PD_PARAMS` for the sources):
 
 ======== ========= ======== ================ ===============================================
@@ -121,7 +121,7 @@ def _pd_params() -> tuple:
 
 
 #: Hetrombopag PD priors (healthy subjects); IIV on emax (15%), ec50 (70%) and
-#: plt0 (30%) as in ``pkpd.models.hetrombopag("healthy")``, none on mtt and lifespan.
+#: plt0 (30%) as in ``pkpd.drugs.hetrombopag.model("healthy")``, none on mtt and lifespan.
 HETROMBOPAG_PD_PARAMS = _pd_params()
 PD_NAMES = ("emax", "ec50", "mtt", "lifespan", "plt0")
 

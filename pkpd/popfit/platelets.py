@@ -165,7 +165,7 @@ def predict_platelets(xp, ka, cl, v, emax, ec50, mtt, lifespan, plt0, grid: Plat
     n, h, J = n_transit, grid.h, grid.n_steps
     k = cl / v
     # --- PK amounts just after each step's dose: (ag, ac)_j = T (ag, ac)_{j-1} + (dose_j, 0)
-    # with T = [[e^{-ka h}, 0], [B(h), e^{-k h}]] (B the Bateman function, pkpd.pk.advance).
+    # with T = [[e^{-ka h}, 0], [B(h), e^{-k h}]] (B the Bateman function, pkpd.one_compartment.bateman).
     col = lambda a: a[:, None]  # noqa: E731
     t_pk = (xp.exp(-ka * h), kernels.bateman(xp, h, ka, k), xp.exp(-k * h))
     ag, ac = _linear_scan(xp, [grid.dose, 0.0 * grid.dose * col(ka)], _pk_power(xp, t_pk, col), J)

@@ -1,6 +1,6 @@
 """Simulate a PK study from a known population (for design checks and recovery tests).
 
-Concentrations come from :func:`pkpd.pk.concentrations` (dose-to-dose
+Concentrations come from :meth:`pkpd.exposure.PKModel.concentrations` (dose-to-dose
 propagation), *not* from the fitting kernels, so a fit that recovers the truth
 checks the fitting code against an independent implementation.
 
@@ -86,7 +86,7 @@ def simulate_study(
     for name in PARAMETERS:
         eta = rng.normal(0.0, truth.omega.get(name, 0.0), size=n)
         params[name] = getattr(truth, name) * (wt / 70.0) ** truth.theta.get(name, 0.0) * np.exp(eta)
-    # pkpd.pk gives ng/mL for mg doses; convert to the requested unit explicitly.
+    # PKModel.concentrations gives ng/mL for mg doses; convert to the requested unit explicitly.
     to_unit = CONC_UNITS[conc_unit] / CONC_UNITS["ng/mL"]
     conc = concentrations(regimen, times, params["ka"], params["cl"], params["v"]) * to_unit  # (n, n_times)
     dv = conc * (1 + truth.sigma_prop * rng.standard_normal(conc.shape)) + truth.sigma_add * rng.standard_normal(conc.shape)

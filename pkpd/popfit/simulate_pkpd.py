@@ -29,7 +29,7 @@ CONC_CMT, PLATELET_CMT = 2, 3
 def simulate_pkpd_records(model: PKPDModel, groups, pk_times, plt_times, seed) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate dose groups of a PK/PD study.
 
-    model : population model, e.g. ``pkpd.models.hetrombopag("healthy")``.
+    model : population model, e.g. ``pkpd.drugs.hetrombopag.model("healthy")``.
     groups : list of ``(regimen, n_subjects)`` pairs (a :class:`Regimen` each).
     pk_times, plt_times : sampling times of concentrations and platelets, h
         (the same for every subject; a time 0 platelet count is the baseline).
@@ -38,7 +38,7 @@ def simulate_pkpd_records(model: PKPDModel, groups, pk_times, plt_times, seed) -
     Returns ``(records, truth)``: the NONMEM table (sorted by ID and TIME,
     observations at a dose time before the dose) and one row per subject with
     ID, GROUP and the true individual parameters (units of
-    :data:`pkpd.models.PARAMETER_UNITS`).
+    ``model.parameter_units``).
     """
     pk_times = sorted_times("pk_times", pk_times)
     plt_times = sorted_times("plt_times", plt_times)

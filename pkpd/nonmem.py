@@ -100,13 +100,13 @@ import pandas as pd
 
 from .units import CONC_TO_MG_PER_L, PLATELET_UNIT
 from .checks import MAX_DOSE_MG, MAX_HORIZON_H, PKPDInputError
-from .regimen import DEPOT_CMT, RECORD_COLUMNS, Regimen
+from .regimen import CONC_CMT, DEPOT_CMT, PLATELET_CMT, RECORD_COLUMNS, Regimen
 
 #: Compartments known by default (number -> meaning); override with ``cmt_names``.
-DEFAULT_CMT_NAMES: dict[int, str] = {1: "depot", 2: "central concentration", 3: "platelets"}
+DEFAULT_CMT_NAMES: dict[int, str] = {DEPOT_CMT: "depot", CONC_CMT: "central concentration", PLATELET_CMT: "platelets"}
 
 #: Observation compartment used when CMT is absent or missing on an observation row.
-DEFAULT_OBS_CMT = 2
+DEFAULT_OBS_CMT = CONC_CMT
 
 #: Reserved columns this reader interprets (all numeric).
 UNDERSTOOD_COLUMNS = (

@@ -25,7 +25,7 @@ from .exposure import MG_PER_L_TO_NG_PER_ML
 from .one_compartment import exp_divdiff, steady_state_amounts
 from .regimen import Regimen
 
-__all__ = ["HETROMBOPAG_CL", "HETROMBOPAG_KA", "HETROMBOPAG_V", "MG_PER_L_TO_NG_PER_ML", "OneCompartmentOral",
+__all__ = ["MG_PER_L_TO_NG_PER_ML", "OneCompartmentOral",
            "check_parameters", "concentrations", "exp_divdiff", "steady_state_amounts"]
 
 

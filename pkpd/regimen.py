@@ -38,8 +38,10 @@ from .checks import (
 #: Columns of a NONMEM-style event record, in the order they are written.
 RECORD_COLUMNS = ["ID", "TIME", "AMT", "EVID", "MDV", "CMT", "II", "ADDL", "SS", "DV"]
 
-#: Dosing compartment (depot / gut) of the oral models.
-DEPOT_CMT = 1
+#: NONMEM compartment numbers of pkpd's records: doses into the depot (gut) of
+#: the oral models, concentrations observed in the central compartment,
+#: platelet counts (the PD response) in a compartment of their own.
+DEPOT_CMT, CONC_CMT, PLATELET_CMT = 1, 2, 3
 
 
 class Dose(NamedTuple):

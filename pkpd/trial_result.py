@@ -23,10 +23,7 @@ from . import trial_plots
 from .checks import PKPDInputError
 from .endpoints import VisitData, _interval, endpoint_names, endpoint_table, patient_values, percent, response_endpoints
 from .output import write_folder
-from .regimen import RECORD_COLUMNS, Regimen
-
-#: NONMEM compartment of platelet observations (as in :data:`pkpd.nonmem.DEFAULT_CMT_NAMES`).
-PLATELET_CMT = 3
+from .regimen import PLATELET_CMT, RECORD_COLUMNS, Regimen
 
 
 class TrialResult:

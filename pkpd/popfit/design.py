@@ -26,12 +26,7 @@ import pandas as pd
 
 from ..checks import PKPDInputError
 from ..nonmem import Dataset, read_nonmem
-from ..regimen import Regimen
-
-#: NONMEM compartment of concentration observations.
-CONC_CMT = 2
-#: NONMEM compartment of platelet observations (PD).
-PLATELET_CMT = 3
+from ..regimen import CONC_CMT, PLATELET_CMT, Regimen  # noqa: F401 (re-exported: popfit's observation compartments)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ from .model import (
     halfnormal_scale_for_median,
     omega_from_cv,
 )
+from .platelet_op import N_TRANSIT
 from .platelet_op import PARAMS as KERNEL_PARAMS
 from .platelet_op import (
     PK,
@@ -92,8 +93,8 @@ from .platelet_op import (
 from .platelets import platelet_grid
 from .sampling import fit, posterior_individual_params
 
-#: PD parameters held fixed in fitting (the fitting kernel assumes them).
-N_TRANSIT = 4
+#: PD parameters held fixed in fitting (the fitting kernel assumes them; its chain
+#: length is platelet_op.N_TRANSIT).
 GAMMA = 0.0
 HILL = 1.0
 

@@ -19,11 +19,11 @@ import pandas as pd
 
 from ..checks import PKPDInputError, sorted_times
 from ..population import PKPDModel
+from ..regimen import CONC_CMT, PLATELET_CMT
 from ..regimen import RECORD_COLUMNS, Regimen
 from ..simulate import simulate_population
 
 #: Compartments of the observations (as in :data:`pkpd.nonmem.DEFAULT_CMT_NAMES`).
-CONC_CMT, PLATELET_CMT = 2, 3
 
 
 def simulate_pkpd_records(model: PKPDModel, groups, pk_times, plt_times, seed) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -20,7 +20,7 @@ Benchmarks (the figures the README quotes):
 * the 40-subject PK/PD fit, full model, 4 chains x 1000 draws after 500
   tuning (``bench_fit_pkpd.py --model full``, seconds incl. building the model).
 
-    python benchmarks/compare_revisions.py --base REV [--head HEAD] [--repeats 2] [--skip-fits]
+    python benchmarks/compare_revisions.py --base REV [--head HEAD] [--repeats 2] [--skip WORD ...]
 """
 
 from __future__ import annotations
@@ -90,9 +90,10 @@ def main() -> None:
     ap.add_argument("--base", required=True, help="the revision before the change")
     ap.add_argument("--head", default="HEAD")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per benchmark and revision (best is kept)")
-    ap.add_argument("--skip-fits", action="store_true")
+    ap.add_argument("--skip", nargs="*", default=[], metavar="WORD",
+                    help="leave out the benchmarks whose name contains WORD (e.g. --skip PK/PD)")
     args = ap.parse_args()
-    names = [n for n in BENCHMARKS if not (args.skip_fits and "fit" in n)]
+    names = [n for n in BENCHMARKS if not any(word in n for word in args.skip)]
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
         for label, rev in (("base", args.base), ("head", args.head)):

@@ -349,6 +349,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
         xs = x[s].copy()
         amt = a_pk[s].copy()
         amt_new = np.empty(n_pk)
+        conc = np.empty(m)
         for o in range(ops.size):
             op, a = ops[o], args[o]
             if op == OP_DOSE:
@@ -357,10 +358,19 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                 conc_out[s, a] = amt[central] * scale[s]
                 plt_out[s, a] = xs[big_n - 1]
             else:
+                two = n_pk == 2  # the usual depot + central: kept in registers
+                a0, a1 = amt[0], amt[n_pk - 1]
+                if two:
+                    for j in range(m):
+                        conc[j] = pk_nodes[a, s, j, 0] * a0 + pk_nodes[a, s, j, 1] * a1
+                else:
+                    for j in range(m):
+                        acc = 0.0
+                        for i in range(n_pk):
+                            acc += pk_nodes[a, s, j, i] * amt[i]
+                        conc[j] = acc
                 for j in range(m):
-                    c = 0.0
-                    for i in range(n_pk):
-                        c += pk_nodes[a, s, j, i] * amt[i]
+                    c = conc[j]
                     if c <= 0.0:
                         e = 0.0
                     elif hill[s] == 1.0:
@@ -412,12 +422,16 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                         acc += w[a, s, i, j] * u[j]
                     new[i] = acc
                 xs[:] = new
-                for i in range(n_pk):
-                    acc = 0.0
-                    for j in range(n_pk):
-                        acc += pk_end[a, s, i, j] * amt[j]
-                    amt_new[i] = acc
-                amt[:] = amt_new
+                if two:
+                    amt[0] = pk_end[a, s, 0, 0] * a0 + pk_end[a, s, 0, 1] * a1
+                    amt[1] = pk_end[a, s, 1, 0] * a0 + pk_end[a, s, 1, 1] * a1
+                else:
+                    for i in range(n_pk):
+                        acc = 0.0
+                        for j in range(n_pk):
+                            acc += pk_end[a, s, i, j] * amt[j]
+                        amt_new[i] = acc
+                    amt[:] = amt_new
         x[s] = xs
         a_pk[s] = amt
 

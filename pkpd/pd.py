@@ -312,6 +312,16 @@ def _propagators(ktr, kdeg, n, taus, lags, coef):
 OP_DOSE, OP_STEP, OP_REPORT = 0, 1, 2
 
 
+@numba.njit(cache=True)
+def _matvec(tables, k, s, v, out):
+    """out = tables[k, s] @ v: a PK table (rows x compartments) of step kind k, subject s."""
+    for i in range(out.size):
+        acc = 0.0
+        for j in range(v.size):
+            acc += tables[k, s, i, j] * v[j]
+        out[i] = acc
+
+
 @numba.njit(parallel=True, cache=True)
 def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
               step_h, first, mapped, top, decay_power, scale, central, into, ktr, kin, emax, ec50, hill, gamma, plt0, sweeps,
@@ -364,11 +374,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                     for j in range(m):
                         conc[j] = pk_nodes[a, s, j, 0] * a0 + pk_nodes[a, s, j, 1] * a1
                 else:
-                    for j in range(m):
-                        acc = 0.0
-                        for i in range(n_pk):
-                            acc += pk_nodes[a, s, j, i] * amt[i]
-                        conc[j] = acc
+                    _matvec(pk_nodes, a, s, amt, conc)
                 for j in range(m):
                     c = conc[j]
                     if c <= 0.0:
@@ -426,11 +432,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                     amt[0] = pk_end[a, s, 0, 0] * a0 + pk_end[a, s, 0, 1] * a1
                     amt[1] = pk_end[a, s, 1, 0] * a0 + pk_end[a, s, 1, 1] * a1
                 else:
-                    for i in range(n_pk):
-                        acc = 0.0
-                        for j in range(n_pk):
-                            acc += pk_end[a, s, i, j] * amt[j]
-                        amt_new[i] = acc
+                    _matvec(pk_end, a, s, amt, amt_new)
                     amt[:] = amt_new
         x[s] = xs
         a_pk[s] = amt

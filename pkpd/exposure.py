@@ -74,12 +74,12 @@ class PKModel:
     @classmethod
     def propagators(cls, p: Mapping[str, np.ndarray], taus: np.ndarray) -> np.ndarray:
         """``e^{K tau}`` for every subject and tau: shape (n_subjects, n_taus, n, n)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{cls.__name__} must implement propagators(p, taus), the PK model interface")
 
     @classmethod
     def rate_matrix(cls, p: Mapping[str, np.ndarray]) -> np.ndarray:
         """``K`` (1/h) for every subject: shape (n_subjects, n, n)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{cls.__name__} must implement rate_matrix(p), the PK model interface")
 
     @classmethod
     def check_rates(cls, p: Mapping[str, np.ndarray]) -> None:

@@ -55,14 +55,14 @@ class PDModel:
     def check(cls, **values):
         """The validated parameters (arrays of shape (n_subjects,), whole-number
         ones as one shared int), in the form the model's solver takes."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{cls.__name__} must implement check(**values), the PD model interface")
 
     @classmethod
     def solver(cls, pk: type[PKModel], pk_params: Mapping[str, np.ndarray], pd_params: Mapping[str, np.ndarray],
                **options) -> Solver:
         """A solver of PK ``pk`` with ``pk_params`` and this PD with ``pd_params``
         (arrays over subjects, already checked)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{cls.__name__} must implement solver(pk, pk_params, pd_params), the PD model interface")
 
 
 def run_inputs(n_subjects: int, t0: float, dose_times, amounts, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,16 +21,17 @@ import pandas as pd
 import xarray as xr
 
 from .checks import PKPDInputError, plain, real, report_cells, sorted_times, within_horizon
+from .drugs import hetrombopag
 from .population import PKPDModel
 from .regimen import Regimen
 from .response import Solver
 
 
 def solver_for(parameters: pd.DataFrame, model: PKPDModel | None = None, **options) -> Solver:
-    """The solver of ``model``'s structure (default: one-compartment oral PK
-    with transit platelets) for individual parameters (one row per subject);
-    see :meth:`pkpd.population.PKPDModel.solver`."""
-    return (model or _DEFAULT_STRUCTURE).solver(parameters, **options)
+    """The solver of ``model``'s structure (default: hetrombopag's, one-compartment
+    oral PK with transit platelets) for individual parameters (one row per
+    subject); see :meth:`pkpd.population.PKPDModel.solver`."""
+    return (model or hetrombopag.model("healthy")).solver(parameters, **options)
 
 
 def _check_regimen(regimen: Regimen) -> None:
@@ -165,11 +166,3 @@ def simulate_population(
         ds[p] = ("id", parameters[p].to_numpy(), {"units": units.get(p, "")})
     return ds
 
-
-#: The structure :func:`solver_for` uses when no model is given (one-compartment
-#: oral PK, transit platelets; only its structure matters, not these values).
-_DEFAULT_STRUCTURE = PKPDModel(
-    name="default structure", population="-",
-    typical={"ka": 1.0, "cl": 1.0, "v": 10.0, "emax": 0.0, "ec50": 1.0, "hill": 1.0, "n_transit": 4, "mtt": 100.0,
-             "gamma": 0.0, "plt0": 100.0, "lifespan": 100.0},
-)

@@ -10,6 +10,7 @@ from .nonmem import Dataset, Subject, read_nonmem
 from .pk import OneCompartmentOral
 from . import drugs
 from .regimen import Dose, Regimen
+from .fluctuation import Fluctuation
 from . import models
 from .simulate import simulate, simulate_population
 from .titration import TitrationRule
@@ -18,7 +19,7 @@ from .scenario import load_scenario, run_scenario
 
 from ._version import __version__ as __version__
 
-__all__ = ["Dataset", "Dose", "OneCompartmentOral", "drugs", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
+__all__ = ["Dataset", "Dose", "Fluctuation", "OneCompartmentOral", "drugs", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
 __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "models", "run_scenario", "simulate", "simulate_population"]
 
 # Bayesian population fitting is imported on first use only, so that

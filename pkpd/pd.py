@@ -76,6 +76,7 @@ import numpy as np
 
 from .checks import PKPDInputError, nonnegative, parameter_in_range, plain, positive
 from .exposure import PKModel
+from .fluctuation import Fluctuation
 from .one_compartment import OneCompartmentOral
 from .response import PDModel, run_inputs
 
@@ -325,7 +326,7 @@ def _matvec(tables, k, s, v, out):
 @numba.njit(parallel=True, cache=True)
 def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
               step_h, first, mapped, top, decay_power, scale, central, into, ktr, kin, emax, ec50, hill, gamma, plt0, sweeps,
-              a_pk, x, conc_out, plt_out, err_first, err_rest):
+              a_pk, x, conc_out, plt_out, err_first, err_rest, given, step_no, path, seg):
     """Execute a plan of DOSE / STEP / REPORT operations for every subject.
 
     State (a_pk: PK amounts, mg, doses into compartment ``into``; x: P1..Pn, PLT) is
@@ -345,6 +346,13 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
     many short steps do not add up to more than a few long ones.  The
     largest estimate of each subject goes to ``err_first`` (steps that start at
     a dose, ``first``) or ``err_rest``.
+
+    Nonlinear PK models give their concentrations instead: ``given`` (S,
+    n_steps, m + 1) holds them at the nodes and end of each step (step
+    ``step_no[o]``; ``given`` has no steps for linear models) and the PK
+    amounts are then not propagated here.  Production is multiplied by
+    ``exp(path[s, seg[o]])`` on each step: the disease fluctuation of
+    :mod:`pkpd.fluctuation` (a path of zeros when there is none).
     """
     S = a_pk.shape[0]
     m = pk_nodes.shape[2]
@@ -360,21 +368,28 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
         amt = a_pk[s].copy()
         amt_new = np.empty(n_pk)
         conc = np.empty(m)
+        nonlinear = given.shape[1] > 0
+        c_now = amt[central] * scale[s]
         for o in range(ops.size):
             op, a = ops[o], args[o]
             if op == OP_DOSE:
                 amt[into] += amounts[s, a]
             elif op == OP_REPORT:
-                conc_out[s, a] = amt[central] * scale[s]
+                conc_out[s, a] = c_now if nonlinear else amt[central] * scale[s]
                 plt_out[s, a] = xs[big_n - 1]
             else:
                 two = n_pk == 2  # the usual depot + central: kept in registers
                 a0, a1 = amt[0], amt[n_pk - 1]
-                if two:
+                if nonlinear:
+                    for j in range(m):
+                        conc[j] = given[s, step_no[o], j]
+                    c_now = given[s, step_no[o], m]
+                elif two:
                     for j in range(m):
                         conc[j] = pk_nodes[a, s, j, 0] * a0 + pk_nodes[a, s, j, 1] * a1
                 else:
                     _matvec(pk_nodes, a, s, amt, conc)
+                production = kin[s] * np.exp(path[s, seg[o]])
                 for j in range(m):
                     c = conc[j]
                     if c <= 0.0:
@@ -383,7 +398,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                         e = emax[s] * c / (ec50[s] + c)
                     else:
                         e = emax[s] / (1.0 + (ec50[s] / c) ** hill[s])
-                    u[j] = kin[s] * (1.0 + e)
+                    u[j] = production * (1.0 + e)
                 if feedback and gamma[s] > 0.0:
                     for j in range(m):
                         acc = 0.0
@@ -428,7 +443,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                         acc += w[a, s, i, j] * u[j]
                     new[i] = acc
                 xs[:] = new
-                if two:
+                if nonlinear:
+                    pass  # the PK model propagated its own amounts
+                elif two:
                     amt[0] = pk_end[a, s, 0, 0] * a0 + pk_end[a, s, 0, 1] * a1
                     amt[1] = pk_end[a, s, 1, 0] * a0 + pk_end[a, s, 1, 1] * a1
                 else:
@@ -453,6 +470,13 @@ class TransitSolver:
     ``tolerance`` is the largest accepted per-step error estimate (relative).
     Subjects whose estimate exceeds it are run again with finer steps (see
     :meth:`run`), up to MAX_REFINEMENTS times.
+
+    ``fluctuation`` (a :class:`pkpd.fluctuation.Fluctuation`) multiplies
+    production by a seeded within-patient disease process drawn from ``rng``
+    (a numpy Generator); without ``rng`` the path is zero (the typical,
+    deterministic course).  A PK model with ``LINEAR = False`` integrates its
+    own amounts (:meth:`~pkpd.exposure.PKModel.run_steps`) and hands the
+    concentrations at each step's nodes to the platelet kernel.
     """
 
     pk: type[PKModel]
@@ -464,6 +488,9 @@ class TransitSolver:
     tolerance: float = STEP_TOLERANCE
     refinements: int = 0
     map_first_steps: bool = True
+    fluctuation: Fluctuation | None = None
+    rng: np.random.Generator | None = field(default=None, repr=False)
+    _path: np.ndarray | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
     _stacked: tuple | None = field(default=None, repr=False)
     _finer: dict = field(default_factory=dict, repr=False)
@@ -488,6 +515,14 @@ class TransitSolver:
             self.graded_levels = GRADED_LEVELS if (self.pd.hill != np.round(self.pd.hill)).any() else 0
         self._ka_max = float(self.pk_params[self.pk.ABSORPTION].max())
         self._scale = np.ascontiguousarray(self.pk.conc_scale(self.pk_params))
+        if self.fluctuation is not None and not isinstance(self.fluctuation, Fluctuation):
+            raise PKPDInputError(f"fluctuation must be a pkpd.Fluctuation or None; got {type(self.fluctuation).__name__}.")
+        if self.rng is not None and not isinstance(self.rng, np.random.Generator):
+            raise PKPDInputError(f"rng must be a numpy Generator (np.random.default_rng(seed)); got {type(self.rng).__name__}.")
+        self._fluctuating = (self.fluctuation is not None and self.fluctuation.sd_log > 0 and
+                             (self.rng is not None or self._path is not None))
+        if self._path is None:
+            self._path = np.zeros((S, 0))
 
     def initial_state(self) -> dict:
         """Drug-free state at t = 0: no drug in any PK compartment, platelets at baseline."""
@@ -555,6 +590,7 @@ class TransitSolver:
         # PK amounts from the step's start to each node and to its end.
         P = self.pk.propagators(self.pk_params, np.append(h * phi(c), h))
         return {
+            "offsets": np.append(h * phi(c), h),
             "phi": phi_all[:, 0], "w": w_all[:, 0],
             "phi_nodes": phi_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, big_n)),
             "w_nodes": w_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, m)),
@@ -604,39 +640,60 @@ class TransitSolver:
         S = self.pd.n_subjects
         t0 = float(state["t"])
         dose_times, amounts, times = run_inputs(S, t0, dose_times, amounts, times)
-        ops, args = [], []
+        ops, args, seg = [], [], []
         t = t0
         dosed = False
-        for event in np.union1d(dose_times[dose_times >= t0 - 1e-9], times):
+        events = np.union1d(dose_times[dose_times >= t0 - 1e-9], times)
+        interval = self.fluctuation.interval_h if self._fluctuating else np.inf
+        if self._fluctuating and events.size:  # the fluctuation is constant between its interval ends
+            ends = interval * np.arange(np.floor(t0 / interval) + 1, np.ceil(events[-1] / interval))
+            events = np.union1d(events, ends)
+        for event in events:
+            begin = t
             for h, after_dose, first in self._steps(event - t, dosed):
                 ops.append(OP_STEP)
                 args.append(self._step_key(h, after_dose, first))
+                seg.append(int(np.floor(begin / interval + 1e-9)) if self._fluctuating else 0)
+                begin += h
             t = max(t, event)
             dosed = False
             for j in np.flatnonzero(np.abs(dose_times - event) <= 1e-9):
                 ops.append(OP_DOSE)
                 args.append(j)
+                seg.append(0)
                 dosed = dosed or bool(amounts[:, j].any())
             for i in np.flatnonzero(np.abs(times - event) <= 1e-9):
                 ops.append(OP_REPORT)
                 args.append(i)
+                seg.append(0)
         self._build_all([a for o, a in zip(ops, args) if o == OP_STEP])
         index = {key: i for i, key in enumerate(self._cache)}
-        args = [index[a] if o == OP_STEP else a for o, a in zip(ops, args)]
+        ops = np.array(ops, np.int64)
+        args = np.array([index[a] if o == OP_STEP else a for o, a in zip(ops, args)], np.int64)
+        seg = np.array(seg, np.int64)
         conc = np.full((S, times.size), np.nan)
         plt = np.full((S, times.size), np.nan)
         err_first, err_rest = np.zeros(S), np.zeros(S)
-        tables = self._tables() if OP_STEP in ops else self._empty_tables()
+        tables = self._tables() if (ops == OP_STEP).any() else self._empty_tables()
+        step_no = np.cumsum(ops == OP_STEP) - 1
+        given = np.zeros((S, 0, self.nodes + 1))
+        a_end = state["a"]
+        if not getattr(self.pk, "LINEAR", True):  # the PK model integrates its amounts through the plan itself
+            a_end = state["a"].copy()
+            given = self.pk.run_steps(self.pk_params, a_end, ops, args, amounts, tables["offsets"],
+                                      self.pk.DOSE_COMPARTMENT)
+        path = self._fluctuation_path(int(seg.max(initial=0)) + 1)
         p = self.pd
         _run_plan(
-            np.array(ops, np.int64), np.array(args, np.int64), amounts,
+            ops, args, amounts,
             tables["phi"], tables["w"], tables["phi_nodes"], tables["w_nodes"],
             tables["pk_nodes"], tables["pk_end"],
             tables["step_h"], tables["first"], tables["mapped"], self._top, (self.nodes + 1) / 2.0,
             self._scale, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT, p.ktr, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
             FEEDBACK_SWEEPS if self._feedback else 0,
-            state["a"], state["x"], conc, plt, err_first, err_rest,
+            state["a"], state["x"], conc, plt, err_first, err_rest, given, step_no, path, seg,
         )
+        state["a"] = a_end
         state["t"] = max(t, t0)
         self._refine(err_first > self.tolerance, err_rest > self.tolerance / 24.0, start, state,
                      dose_times, amounts, times, conc, plt)
@@ -667,18 +724,29 @@ class TransitSolver:
                     max_step_h=self.max_step_h / 2 if finer_rest else self.max_step_h,
                     graded_levels=max(2 * self.graded_levels, GRADED_LEVELS) if finer_first else self.graded_levels,
                     tolerance=self.tolerance, refinements=self.refinements + 1, map_first_steps=False,
+                    fluctuation=self.fluctuation, _path=self._path[idx],
                 )
                 # Steps the finer solver shares with this one: slice their tables.
                 self._finer[key]._cache.update(
-                    (kind, {k: v if np.ndim(v) == 0 else v[idx] for k, v in tables.items()})
+                    (kind, {k: v if np.ndim(v) == 0 or k == "offsets" else v[idx] for k, v in tables.items()})
                     for kind, tables in self._cache.items()
                     if not kind[1]
                 )
+            self._finer[key]._path = self._path[idx]  # this run's path, drawn by this solver
             sub_state = {"t": start["t"], **{k: start[k][idx] for k in ("a", "x")}}
             c, p, out = self._finer[key].run(dose_times, amounts[idx], times, sub_state)
             conc[idx], plt[idx] = c, p
             for k in ("a", "x"):
                 state[k][idx] = out[k]
+
+    def _fluctuation_path(self, n_intervals: int) -> np.ndarray:
+        """The disease-fluctuation path (S, >= n_intervals) of eta, drawn as far
+        as needed (zeros without a fluctuation)."""
+        if not self._fluctuating:
+            return np.zeros((self.pd.n_subjects, 1))
+        if self.rng is not None:
+            self._path = self.fluctuation.extend(self._path, n_intervals, self.rng)
+        return np.ascontiguousarray(self._path)
 
     def _tables(self) -> dict:
         """The cached propagators stacked along a leading step-kind axis; re-stacked
@@ -693,6 +761,7 @@ class TransitSolver:
         S, m, big_n, n_pk = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1, self.pk.n_compartments()
         z = np.zeros
         return {
+            "offsets": z((1, m + 1)),
             "phi": z((1, S, big_n, big_n)), "w": z((1, S, big_n, m)), "phi_nodes": z((1, S, m, big_n)),
             "w_nodes": z((1, S, m, m)), "pk_nodes": z((1, S, m, n_pk)), "pk_end": z((1, S, n_pk, n_pk)),
             "step_h": z(1), "first": np.zeros(1, np.int64), "mapped": np.zeros(1, np.int64),
@@ -734,5 +803,7 @@ class TransitPlatelets(PDModel):
 
     @classmethod
     def solver(cls, pk, pk_params, pd_params, **options) -> TransitSolver:
+        """The solver; ``options`` are those of :class:`TransitSolver` (e.g.
+        ``fluctuation`` and ``rng``)."""
         pd = pd_params if isinstance(pd_params, TransitParams) else TransitParams.from_values(**pd_params)
         return TransitSolver(pk, dict(pk_params), pd, **options)

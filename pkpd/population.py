@@ -28,6 +28,7 @@ from scipy.special import ndtr, ndtri
 
 from .checks import PKPDInputError, nonnegative, real
 from .exposure import PKModel
+from .fluctuation import Fluctuation
 from .one_compartment import OneCompartmentOral
 from .pd import TransitPlatelets
 from .response import PDModel, Solver
@@ -118,6 +119,9 @@ class PKPDModel:
     pk, pd : the structure, a :class:`pkpd.exposure.PKModel` and a
         :class:`pkpd.response.PDModel` class (default one-compartment oral
         PK and transit platelets).
+    fluctuation : within-patient fluctuation of disease activity (a
+        :class:`pkpd.fluctuation.Fluctuation` on the response's production),
+        or None.
     """
 
     name: str
@@ -132,6 +136,7 @@ class PKPDModel:
     sources: Mapping[str, str] = field(default_factory=dict)
     pk: type[PKModel] = OneCompartmentOral
     pd: type[PDModel] = TransitPlatelets
+    fluctuation: Fluctuation | None = None
 
     def __post_init__(self):
         if not (isinstance(self.pk, type) and issubclass(self.pk, PKModel)):
@@ -177,9 +182,13 @@ class PKPDModel:
         """Unit of each parameter, by name."""
         return MappingProxyType({**self.pk.PARAMETERS, **self.pd.PARAMETERS})
 
-    def solver(self, parameters: pd.DataFrame, **options) -> Solver:
+    def solver(self, parameters: pd.DataFrame, rng: np.random.Generator | None = None, **options) -> Solver:
         """The PD model's solver for individual ``parameters`` (a DataFrame with
-        one row per subject and a column per parameter)."""
+        one row per subject and a column per parameter).
+
+        ``rng`` (a numpy Generator) draws the model's disease fluctuation, if it
+        has one; without it the fluctuation is left out (the deterministic
+        course, as for a typical individual)."""
         names = self.parameter_names
         missing = [p for p in names if p not in parameters]
         if missing:
@@ -188,6 +197,8 @@ class PKPDModel:
             raise PKPDInputError("parameters has no rows; the population size must be >= 1.")
         pk_params = self.pk.parameter_arrays(**{p: parameters[p].to_numpy(float) for p in self.pk.PARAMETERS})
         pd_params = self.pd.check(**{p: parameters[p].to_numpy(float) for p in self.pd.PARAMETERS})
+        if self.fluctuation is not None and self.fluctuation.sd_log > 0:
+            options = {**options, "fluctuation": self.fluctuation, "rng": rng}
         return self.pd.solver(self.pk, pk_params, pd_params, **options)
 
     # ------------------------------------------------------------ transforms

@@ -148,7 +148,7 @@ def simulate_population(
                 parameters[p] = model.typical[p]
         if "ID" not in parameters:
             parameters.insert(0, "ID", np.arange(1, len(parameters) + 1))
-    conc, response, _ = model.solver(parameters).run(regimen.times, regimen.amounts, times)
+    conc, response, _ = model.solver(parameters, rng=rng).run(regimen.times, regimen.amounts, times)
     what, unit = model.pd.OBSERVABLE, model.pd.UNIT
     ds = xr.Dataset(
         {

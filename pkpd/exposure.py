@@ -66,6 +66,10 @@ class PKModel:
     LIMITS: ClassVar[Mapping[str, tuple]] = {}
     #: What each parameter means, for tables (``describe()``).
     MEANINGS: ClassVar[Mapping[str, str]] = {}
+    #: True for the linear models of this interface.  A nonlinear model sets False and
+    #: overrides :meth:`concentrations` and provides ``run_steps`` (it integrates its
+    #: own amounts); its ``propagators``/``rate_matrix`` are then its linear part as C -> 0.
+    LINEAR: ClassVar[bool] = True
 
     def __post_init__(self):
         self.parameter_arrays(**self.values())
@@ -165,16 +169,8 @@ class PKModel:
 
         A dose at exactly a report time is given before the report (NONMEM order).
         """
-        if not isinstance(regimen, Regimen):
-            raise PKPDInputError(
-                f"regimen must be a pkpd.Regimen; got {type(regimen).__name__}. Build one with Regimen.daily(...)."
-            )
-        times = within_horizon("times", sorted_times("times", real("times", times, "h")))
+        times = cls.report_times(p, regimen, times)
         S, n = next(iter(p.values())).size, cls.n_compartments()
-        # Sizes before allocating: (subjects x times) concentrations, (subjects x doses) amounts.
-        report_cells("concentrations", S, times.size, bytes_per_cell=8)
-        report_cells("concentrations", S, n * len(regimen), bytes_per_cell=8,
-                     what=f"dose amounts ({n} per dose)")
         out = np.zeros((S, times.size))
         if len(regimen) == 0 or times.size == 0:
             return out
@@ -191,6 +187,22 @@ class PKModel:
             P = cls.propagators({k: v[sl] for k, v in p.items()}, tau)
             _observe(P, amounts[sl], j, has, scale[sl], cls.CENTRAL, out[sl])
         return out
+
+    @classmethod
+    def report_times(cls, p: Mapping[str, np.ndarray], regimen: Regimen, times) -> np.ndarray:
+        """``times`` (h) checked (sorted, within the horizon) for :meth:`concentrations`,
+        after checking ``regimen`` and the sizes of the outputs."""
+        if not isinstance(regimen, Regimen):
+            raise PKPDInputError(
+                f"regimen must be a pkpd.Regimen; got {type(regimen).__name__}. Build one with Regimen.daily(...)."
+            )
+        times = within_horizon("times", sorted_times("times", real("times", times, "h")))
+        S, n = next(iter(p.values())).size, cls.n_compartments()
+        # Sizes before allocating: (subjects x times) concentrations, (subjects x doses) amounts.
+        report_cells("concentrations", S, times.size, bytes_per_cell=8)
+        report_cells("concentrations", S, n * len(regimen), bytes_per_cell=8,
+                     what=f"dose amounts ({n} per dose)")
+        return times
 
     # ------------------------------------------------------------ one set of values
     def values(self) -> dict:

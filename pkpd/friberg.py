@@ -115,6 +115,12 @@ class FribergMyelosuppression(PDModel):
 
     @classmethod
     def solver(cls, pk, pk_params, pd_params, **options) -> FribergSolver:
+        if options.pop("fluctuation", None) is not None:
+            raise PKPDInputError(f"{cls.__name__} has no disease fluctuation; set the model's fluctuation to None.")
+        options.pop("rng", None)
+        if not pk.LINEAR:
+            raise PKPDInputError(f"{cls.__name__} integrates linear PK only (the PK rate matrix); {pk.__name__} is "
+                                 "nonlinear. Use a linear PK model such as OneCompartmentOral.")
         return FribergSolver(pk, pk_params, cls.check(**pd_params), **options)
 
 

@@ -69,7 +69,9 @@ def _norm(err, y0, y1, rtol, atol):
     return np.sqrt(acc / err.size)
 
 
-@numba.njit(cache=True)
+# Inlined into callers (here and in kernels of models that pass a jitted right-hand side): a
+# dispatcher passed as an argument to a separately compiled function would make the caller uncacheable.
+@numba.njit(cache=True, inline="always")
 def _initial_step(rhs, t, y, p, f0, rtol, atol, span, work, f1):
     """Hairer's starting step (Solving ODEs I, II.4): from |y|, |f| and a
     finite-difference estimate of |f'|, for a 5th-order method; at most ``span``."""
@@ -87,7 +89,7 @@ def _initial_step(rhs, t, y, p, f0, rtol, atol, span, work, f1):
     return min(100.0 * h0, h1, span)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _advance(rhs, t, t_end, y, p, h, err_old, k, work, err, rtol, atol):
     """Integrate ``y`` in place from t to exactly t_end, starting with step h
     (0: estimate one).  ``k[0]`` holds f(t, y) on entry and on exit.

@@ -678,7 +678,7 @@ class TransitSolver:
         step_no = np.cumsum(ops == OP_STEP) - 1
         given = np.zeros((S, 0, self.nodes + 1))
         a_end = state["a"]
-        if not getattr(self.pk, "LINEAR", True):  # the PK model integrates its amounts through the plan itself
+        if not self.pk.LINEAR:  # the PK model integrates its amounts through the plan itself
             a_end = state["a"].copy()
             given = self.pk.run_steps(self.pk_params, a_end, ops, args, amounts, tables["offsets"],
                                       self.pk.DOSE_COMPARTMENT)

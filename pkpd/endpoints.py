@@ -7,9 +7,14 @@ a description (what it measures, in which unit) and its kind:
 * ``"binomial"``: a yes/no per patient, reported as the share of patients with
   a Clopper-Pearson 95% interval;
 * ``"mean"``: a value per patient, reported as the mean with a normal 95%
-  interval (mean +- 1.96 SD/sqrt(N)).
+  interval (mean +- 1.96 SD/sqrt(N));
+* ``"time_to_event"``: a time per patient at risk and whether the event was
+  seen (``compute`` returns ``(time, event)``; NaN time = not at risk),
+  reported as the Kaplan-Meier median (:func:`km_median`) with the number
+  of events and of patients at risk.
 
-Values are in ``unit`` ``"fraction"`` (0-1, printed in percent) or ``"%"``.
+Values are in ``unit`` ``"fraction"`` (0-1, printed in percent), ``"%"`` or
+``"days"`` (times to event).
 A new endpoint is one decorated function here or in user code, e.g.::
 
     @endpoint("day28_above_100", "true platelets > 100 on day 28", kind="binomial")
@@ -20,7 +25,9 @@ Every :class:`~pkpd.trial.TrialResult` computed after the registration
 reports it.  Thresholds come from the trial's
 :class:`~pkpd.trial.Endpoints` (``v.settings``, 10^9/L and days); a
 description may name them as ``{response}``, ``{primary_day}``,
-``{target[0]}``, ``{above}``, ``{below}``.
+``{target[0]}``, ``{above}``, ``{below}``, ``{relapse_below}``, ...
+(every field of :class:`~pkpd.trial.Endpoints`) and ``{once_window}`` (" up
+to day D" when ``once_within_days`` is set).
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import titration as tt
 from .checks import PKPDInputError
 from .intervals import clopper_pearson
 
-KINDS = ("binomial", "mean")
-UNITS = ("fraction", "%")
+KINDS = ("binomial", "mean", "time_to_event")
+UNITS = ("fraction", "%", "days")
 
 
 # ================================================================= what an endpoint sees
@@ -57,6 +65,10 @@ class VisitData:
     action : (S, G) the titration action at each visit (codes of
         :data:`pkpd.titration.ACTIONS`).
     daily : (S, duration_days + 1) true platelets on days 0, 1, ..., 10^9/L (float32).
+    taper_start : (S,) day the patient's taper stage began (NaN: no taper
+        stage), days since the first dose; None = no taper in the trial.
+    taper_responder : (S,) responding (observed count >= the taper stage's
+        ``responder_at_least``) at the taper start, i.e. tapered.
     """
 
     settings: Any
@@ -66,6 +78,8 @@ class VisitData:
     true: np.ndarray
     action: np.ndarray
     daily: np.ndarray
+    taper_start: np.ndarray | None = None
+    taper_responder: np.ndarray | None = None
 
     @cached_property
     def stopped_day(self) -> np.ndarray:
@@ -105,7 +119,8 @@ class Endpoint:
     def describe(self, settings, observable: str = "platelets") -> str:
         """The description with the trial's thresholds and the PD model's
         response (``observable``, e.g. platelets) filled in."""
-        return self.description.format(**vars(settings), observable=observable)
+        window = "" if settings.once_within_days is None else f" up to day {settings.once_within_days:g}"
+        return self.description.format(**vars(settings), observable=observable, once_window=window)
 
     def interval(self, values: np.ndarray, n: int) -> tuple[float, float, float, str]:
         """Estimate, 95% interval of one trial of ``n`` patients and its method."""
@@ -126,6 +141,8 @@ REGISTRY: dict[str, Endpoint] = {}
 
 #: Columns of the per-patient table that are not endpoints.
 _ID_COLUMNS = ("replicate", "arm")
+#: Suffix of the per-patient column of a time-to-event endpoint's event flags.
+EVENT_SUFFIX = "__event"
 
 
 def endpoint(name: str, description: str, kind: str = "mean", unit: str = "fraction", response: bool = False):
@@ -188,9 +205,57 @@ def responders_primary(v: VisitData):
     return primary
 
 
-@endpoint("responded_once", "observed {observable} >= {response:g} at least once after baseline", kind="binomial", response=True)
+@endpoint("responded_once", "observed {observable} >= {response:g} at least once after baseline{once_window}",
+          kind="binomial", response=True)
 def responded_once(v: VisitData):
-    return v.responding.any(axis=1)
+    """Any post-baseline assessment >= response, on days up to
+    ``once_within_days`` (None: the whole trial; 56 = the phase III's "within
+    8 weeks", Mei et al., J Hematol Oncol 2021;14:37, Table 2)."""
+    w = v.settings.once_within_days
+    if w is None:
+        return v.responding.any(axis=1)
+    days = v.day[v.assessment & (v.day > 0)]
+    return v.responding[:, days <= w].any(axis=1)
+
+
+@endpoint("platelet_increased",
+          "observed {observable} > {increased_above:g} at an assessment on days 1-{increased_within_days:g}",
+          kind="binomial")
+def platelet_increased(v: VisitData):
+    """A count-based proxy of the adverse event "platelet count increased":
+    any post-baseline assessment above ``increased_above`` (400 x10^9/L) up to
+    day ``increased_within_days`` (70 = the 10-week double-blind stage).  The
+    phase III reported the event in 2.4% (2.5 mg start), 14.0% (5 mg start)
+    and 2.4% (placebo) (Mei et al., J Hematol Oncol 2021;14:37, Table 2);
+    the investigators' AE reports need not follow one threshold [I]."""
+    e = v.settings
+    cols = v.assessment & (v.day > 0) & (v.day <= e.increased_within_days)
+    return (v.observed[:, cols] > e.increased_above).any(axis=1)
+
+
+@endpoint("time_to_relapse",
+          "days from the taper start to the first observed {observable} < {relapse_below:g}, tapered responders",
+          kind="time_to_event", unit="days")
+def time_to_relapse(v: VisitData):
+    """Among patients responding at the start of their taper stage: days
+    from the taper start to the first assessment with an observed count
+    below ``relapse_below`` (50 x10^9/L), an event; without one, censored at
+    the last assessment (end of follow-up).  Phase III taper to withdrawal:
+    171 of 194 relapsed, median 15.0 days (95% CI 14.0-16.0) (Mei et al.,
+    J Thromb Haemost 2022;20:716, doi 10.1111/jth.15602).  None without a
+    taper stage in the trial."""
+    if v.taper_start is None or not np.isfinite(v.taper_start).any():
+        return None
+    start = v.taper_start
+    at_risk = v.taper_responder & np.isfinite(start)
+    cols = np.flatnonzero(v.assessment)
+    day = v.day[cols]
+    after = day[None, :] > np.where(at_risk, start, np.inf)[:, None]
+    low = after & (v.observed[:, cols] < v.settings.relapse_below)
+    event = low.any(axis=1)
+    first = np.where(event, day[np.argmax(low, axis=1)], day[-1])
+    time = np.where(at_risk, first - start, np.nan)
+    return time, event & at_risk
 
 
 @endpoint("stopped", "treatment stopped for lack of response", kind="binomial")
@@ -230,6 +295,46 @@ def peak_rise_pct(v: VisitData):
 RESPONSE_ENDPOINTS = tuple(response_endpoints())
 
 
+# ================================================================= Kaplan-Meier
+def km_median(time, event, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Kaplan-Meier median of right-censored times and its confidence interval.
+
+    time : times (any unit, e.g. days), finite, >= 0.
+    event : True where the event was seen at ``time``, False where censored.
+
+    The survival curve and its pointwise Greenwood band ("linear", clipped
+    to 0-1) come from :func:`scipy.stats.ecdf` on a
+    :class:`scipy.stats.CensoredData`.  The median is the first time the
+    curve is at or below 0.5; its interval inverts the band the
+    Brookmeyer-Crowley way (Brookmeyer & Crowley, Biometrics 1982;38:29): the
+    lower limit is the first time the lower band is at or below 0.5, the upper
+    limit the first time the upper band is (as R's ``survfit`` with
+    ``conf.type = "plain"``).  NaN where a curve never reaches 0.5 (not
+    reached; also the upper limit when only the step to 0 would cross) and
+    for no times or no events at all.
+    """
+    time = np.asarray(time, float)
+    event = np.asarray(event, bool)
+    if time.size == 0:
+        return np.nan, np.nan, np.nan
+    data = stats.CensoredData(uncensored=time[event], right=time[~event])
+    sf = stats.ecdf(data).sf
+    t, p = sf.quantiles, sf.probabilities
+    if not event.any():
+        return np.nan, np.nan, np.nan
+    band = sf.confidence_interval(confidence, method="linear")
+    # Greenwood's variance is undefined where the curve reaches 0: there the lower band is 0 and
+    # the upper one unknown, so it does not cross (an upper limit "not reached", as R's survfit)
+    low = np.where(np.isnan(band.low.probabilities), p, band.low.probabilities)
+    high = band.high.probabilities
+
+    def first_at_or_below_half(curve):
+        hit = np.flatnonzero(curve <= 0.5 + 1e-12)
+        return float(t[hit[0]]) if hit.size else np.nan
+
+    return first_at_or_below_half(p), first_at_or_below_half(low), first_at_or_below_half(high)
+
+
 # ================================================================= tables
 def patient_values(visits: VisitData, replicate: np.ndarray, arm: np.ndarray) -> pd.DataFrame:
     """One row per patient: replicate, arm (code) and the value of every
@@ -239,6 +344,9 @@ def patient_values(visits: VisitData, replicate: np.ndarray, arm: np.ndarray) ->
         values = e.compute(visits)
         if values is None:
             continue
+        if e.kind == "time_to_event":
+            values, events = values
+            out[f"{name}{EVENT_SUFFIX}"] = np.asarray(events, bool)
         values = np.asarray(values)
         if values.shape != arm.shape:
             raise PKPDInputError(
@@ -259,31 +367,79 @@ def endpoint_table(values: pd.DataFrame, arms, replicates: int, settings, observ
     :func:`patient_values` (arm codes index ``arms``, each with ``name`` and
     ``n`` patients per trial; ``observable``: what the counts are)."""
     rows = []
+    per_rep = replicate_values(values)
     for i, arm in enumerate(arms):
         mi = values[values["arm"] == i]
         for name in endpoint_names(mi):
             e = REGISTRY[name]
-            est, lo, hi, method = e.interval(mi[name].to_numpy(float), arm.n)
-            reps = mi.groupby("replicate")[name].mean().to_numpy(float)
-            r_lo, r_hi = np.percentile(reps, [2.5, 97.5]) if replicates > 1 else (np.nan, np.nan)
+            events = at_risk = np.nan
+            if e.kind == "time_to_event":
+                est, lo, hi, method, events, at_risk = _km_row(mi, name)
+                if at_risk == 0:  # e.g. a placebo arm without a taper: nothing to report
+                    continue
+            else:
+                est, lo, hi, method = e.interval(mi[name].to_numpy(float), arm.n)
+            reps = per_rep.loc[per_rep["arm"] == i, name].to_numpy(float)
+            reps = reps[np.isfinite(reps)]
+            r_lo, r_hi = np.percentile(reps, [2.5, 97.5]) if replicates > 1 and reps.size else (np.nan, np.nan)
             rows.append({
                 "arm": arm.name, "endpoint": name, "description": e.describe(settings, observable), "kind": e.kind, "unit": e.unit,
                 "n": arm.n, "replicates": replicates, "estimate": est,
                 "trial_low": lo, "trial_high": hi, "trial_interval": f"{method}, one trial of n",
                 "replicate_low": float(r_lo), "replicate_high": float(r_hi),
                 "replicate_interval": f"2.5-97.5 percentiles of {replicates} replicate trials" if replicates > 1 else "",
+                "events": events, "at_risk": at_risk,
             })
     return pd.DataFrame(rows)
+
+
+def _km_of(values: pd.DataFrame, name: str) -> tuple[float, float, float]:
+    """:func:`km_median` of the patients at risk in ``values`` (a per-patient table)."""
+    time = values[name].to_numpy(float)
+    risk = np.isfinite(time)
+    return km_median(time[risk], values[f"{name}{EVENT_SUFFIX}"].to_numpy(bool)[risk])
+
+
+def _km_row(values: pd.DataFrame, name: str) -> tuple:
+    """Estimate, interval, method, events and patients at risk of a
+    time-to-event endpoint for one arm (all replicates pooled for the estimate
+    and the counts; with replicates, the interval of one trial is the median
+    over the replicates of each one's interval)."""
+    est, lo, hi = _km_of(values, name)
+    if values["replicate"].nunique() > 1:
+        per = np.array([_km_of(g, name) for _, g in values.groupby("replicate")])
+        lo, hi = (float(np.nanmedian(per[:, k])) if np.isfinite(per[:, k]).any() else np.nan for k in (1, 2))
+    risk = np.isfinite(values[name].to_numpy(float))
+    events = values[f"{name}{EVENT_SUFFIX}"].to_numpy(bool) & risk
+    method = "Kaplan-Meier median, Greenwood band crossing 0.5 (Brookmeyer-Crowley) 95%"
+    return est, lo, hi, method, float(events.sum()), float(risk.sum())
+
+
+def replicate_values(values: pd.DataFrame) -> pd.DataFrame:
+    """Each endpoint's value per replicate trial and arm (code), wide: the
+    share or mean of its patients, and for a time-to-event endpoint the
+    Kaplan-Meier median (NaN: not reached or nobody at risk)."""
+    names = endpoint_names(values)
+    plain = [k for k in names if REGISTRY[k].kind != "time_to_event"]
+    table = values.groupby(["replicate", "arm"])[plain].mean()
+    for k in names:
+        if REGISTRY[k].kind == "time_to_event":
+            groups = values.groupby(["replicate", "arm"])[[k, f"{k}{EVENT_SUFFIX}"]]
+            table[k] = groups.apply(lambda g, k=k: _km_of(g, k)[0])
+    return table[names].reset_index()
 
 
 # ================================================================= as text
 def percent(x, endpoint: str = "", digits: int = 1) -> str:
     """An endpoint value as text in percent ("12.3%"; "" for NaN).  Fractions
     are multiplied by 100; an endpoint in unit "%" (``peak_rise_pct``) is
-    already in percent.  Rounded first, so that a rounding-level negative
-    prints as "0.0%", not "-0.0%"."""
+    already in percent; one in unit "days" prints as days ("15.0 d").
+    Rounded first, so that a rounding-level negative prints as "0.0%", not
+    "-0.0%"."""
     if x is None or pd.isna(x):
         return ""
+    if endpoint in REGISTRY and REGISTRY[endpoint].unit == "days":
+        return f"{round(float(x), digits) + 0.0:.{digits}f} d"
     factor = 1.0 if endpoint in REGISTRY and REGISTRY[endpoint].unit == "%" else 100.0
     return f"{round(factor * float(x), digits) + 0.0:.{digits}f}%"
 

@@ -9,10 +9,17 @@ stop the load with an error naming the key and the fix)::
                    and any typical-value override (ec50 = 20.0, ...)
     [trial]        duration_days, visit_every_days, treatment_days
     [endpoints]    response, primary_day, target, above, below,
-                   stopped_as_nonresponders
+                   stopped_as_nonresponders, once_within_days,
+                   increased_above, increased_within_days, relapse_below
     [rules.NAME]   the fields of pkpd.TitrationRule (all optional)
     [[arms]]       name, n, start_mg, rule (a NAME above; none = fixed dose)
+    [[arms.stages]]  kind ("fixed" | "titration" | "taper" | "off"), days, and
+                   per kind dose_mg, rule, taper_every_days, ladder_mg,
+                   responder_at_least, nonresponders (pkpd.trial.Stage); an
+                   arm without stages is one stage for the whole trial
     [arms.published]  endpoint, responders, n, source: a published result to
+                   print beside the simulated one ([[arms.published]] for
+                   several endpoints of one arm; the first is the headline)
                    print beside the simulated one
 
 See ``scenarios/itp_phase3.toml`` for a complete, commented example.
@@ -39,7 +46,7 @@ from .output import DEFAULT_ROOT, check_name, default_folder, write_folder
 from .titration import TitrationRule
 from .endpoints import ENDPOINTS, _interval, percent
 from .intervals import clopper_pearson
-from .trial import Arm, Endpoints, Trial
+from .trial import Arm, Endpoints, Stage, Trial
 from .trial_result import TrialResult
 
 #: Default parent of the output folders (relative to the working directory):
@@ -73,6 +80,10 @@ _SCHEMA = {
         "above": ("number", "threshold for time above, 10^9/L"),
         "below": ("number", "threshold for time below, 10^9/L"),
         "stopped_as_nonresponders": ("bool", "stopped patients count as non-responders"),
+        "once_within_days": ("whole_or_false", "responded_once counts assessments up to this day (false = whole trial)"),
+        "increased_above": ("number", "platelet_increased threshold, 10^9/L"),
+        "increased_within_days": ("whole", "platelet_increased counts assessments up to this day"),
+        "relapse_below": ("number", "time_to_relapse: a count below this after the taper start, 10^9/L"),
     },
     "rule": {
         "ladder_mg": ("numbers", "dose levels, mg, e.g. [0, 2.5, 3.75, 5, 7.5]"),
@@ -98,7 +109,18 @@ _SCHEMA = {
         "n": ("whole", "patients per trial"),
         "start_mg": ("number", "once-daily dose from day 0, mg (0 without rule = placebo)"),
         "rule": ("text", "name of a [rules.NAME] table; leave out for a fixed dose"),
-        "published": ("table", "published result: endpoint, responders, n, source"),
+        "published": ("table_or_tables", "published result(s): endpoint, responders, n, source"),
+        "stages": ("tables", "[[arms.stages]] tables: kind, days, ..."),
+    },
+    "stage": {
+        "kind": ("text", '"fixed", "titration", "taper" or "off"'),
+        "days": ("whole", "duration of the stage, days"),
+        "dose_mg": ("number", "fixed: dose held; titration: start dose (default: the dose carried in), mg"),
+        "rule": ("text", "titration: name of a [rules.NAME] table (default: the arm's rule)"),
+        "taper_every_days": ("whole", "taper: days between one-level steps down"),
+        "ladder_mg": ("numbers", "taper: dose levels, mg"),
+        "responder_at_least": ("number", "taper: observed count at the taper start to be tapered, 10^9/L"),
+        "nonresponders": ("text", 'taper: "stay" (keep their dose) or "stop" (stop treatment)'),
     },
     "published": {
         "endpoint": ("text", f"one of {list(ENDPOINTS)[:3]} (binomial endpoints)"),
@@ -126,6 +148,10 @@ def _type_ok(value, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "table":
         return isinstance(value, dict)
+    if kind == "tables":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind == "table_or_tables":
+        return isinstance(value, dict) or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
     if kind in ("numbers", "pair"):
         ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         return ok and (kind == "numbers" or len(value) == 2)
@@ -147,7 +173,8 @@ def _check_table(table, schema: str, where: str, required: tuple[str, ...] = ())
         kind, meaning = allowed[key]
         if not _type_ok(value, kind):
             what = {"whole": "a whole number", "whole_or_false": "a whole number or false", "numbers": "a list of numbers", "pair": "a list of two numbers",
-                    "table": "a table", "text": "a text in quotes"}.get(kind, f"a {kind}")
+                    "table": "a table", "tables": "a list of [[tables]]",
+                    "table_or_tables": "a table or a list of [[tables]]", "text": "a text in quotes"}.get(kind, f"a {kind}")
             raise PKPDInputError(
                 f"{where}.{key} must be {what} ({meaning}); got {value!r} ({type(value).__name__}). "
                 f"Write e.g. {key} = {_EXAMPLES.get(kind, '...')}."
@@ -156,6 +183,19 @@ def _check_table(table, schema: str, where: str, required: tuple[str, ...] = ())
     if missing:
         raise PKPDInputError(f"{where} lacks required key(s) {missing}; add e.g. {missing[0]} = {_EXAMPLES[allowed[missing[0]][0]]}.")
     return table
+
+
+def _stage(where: str, body, rules: Mapping[str, TitrationRule]) -> Stage:
+    """One [[arms.stages]] table as a :class:`~pkpd.trial.Stage` (its rule looked up by name)."""
+    body = dict(_check_table(body, "stage", where, required=("kind", "days")))
+    rname = body.pop("rule", None)
+    if rname is not None:
+        if rname not in rules:
+            raise PKPDInputError(f"{where}.rule = {rname!r} names no [rules.{rname}] table; defined rules: {sorted(rules)}.")
+        body["rule"] = rules[rname]
+    if "ladder_mg" in body:
+        body["ladder_mg"] = tuple(body["ladder_mg"])
+    return _wrap(where, Stage, **body)
 
 
 def _wrap(where: str, build, *args, **kwargs):
@@ -205,6 +245,12 @@ class Scenario:
     description: str = ""
     published: Mapping[str, Published] = field(default_factory=dict)
     path: Path | None = None
+    #: every published result as (arm name, Published); ``published`` holds each arm's first (the headline)
+    published_all: tuple[tuple[str, Published], ...] = ()
+
+    def __post_init__(self):
+        if not self.published_all and self.published:
+            object.__setattr__(self, "published_all", tuple(self.published.items()))
 
     def __repr__(self) -> str:
         where = f", from {self.path}" if self.path is not None else ""
@@ -282,26 +328,32 @@ class Scenario:
                                  "got a single [arms] table. Write [[arms]] above each arm.")
         if not isinstance(arms_raw, list) or not arms_raw:
             raise PKPDInputError('arms missing: add at least one [[arms]] table with name, n and start_mg.')
-        arms, published = [], {}
+        arms, published, every = [], {}, []
         for i, body in enumerate(arms_raw):
             where = f"arms[{i}]"
             body = dict(_check_table(body, "arm", where, required=("name", "n", "start_mg")))
             where = f"arms[{i}] ({body['name']!r})"
             pub = body.pop("published", None)
+            stages = [_stage(f"{where}.stages[{k}]", st, rules) for k, st in enumerate(body.pop("stages", []))]
             rname = body.pop("rule", None)
             if rname is not None and rname not in rules:
                 raise PKPDInputError(f"{where}.rule = {rname!r} names no [rules.{rname}] table; defined rules: {sorted(rules)}.")
             rule = rules.get(rname) if rname is not None else None
-            if rule is not None:
+            if rule is not None and not stages:
                 _wrap(f"{where}.start_mg", rule.level_of, body["start_mg"], "start dose")
-            arms.append(keyed(f"arms[{i}]", "arm", Arm, body["name"], int(body["n"]), float(body["start_mg"]), rule))
-            if pub is not None:
-                pub = _check_table(pub, "published", f"{where}.published", required=("endpoint", "responders", "n"))
-                published[body["name"]] = _wrap(f"{where}.published", Published, pub["endpoint"], int(pub["responders"]), int(pub["n"]), pub.get("source", ""))
+            arms.append(keyed(f"arms[{i}]", "arm", Arm, body["name"], int(body["n"]), float(body["start_mg"]), rule,
+                              tuple(stages)))
+            for j, pub in enumerate([] if pub is None else [pub] if isinstance(pub, dict) else pub):
+                at = f"{where}.published" + (f"[{j}]" if j else "")
+                pub = _check_table(pub, "published", at, required=("endpoint", "responders", "n"))
+                found = _wrap(at, Published, pub["endpoint"], int(pub["responders"]), int(pub["n"]), pub.get("source", ""))
+                published.setdefault(body["name"], found)
+                every.append((body["name"], found))
 
         en = {k: (tuple(v) if k == "target" else v) for k, v in en.items()}
-        if en.get("primary_day") is False:
-            en["primary_day"] = None
+        for key in ("primary_day", "once_within_days"):
+            if en.get(key) is False:
+                en[key] = None
         endpoints = keyed("endpoints", "endpoints", Endpoints, **en)
         trial = keyed("trial", "trial", Trial, tuple(arms), model=model, endpoints=endpoints, name=sc["name"], **tr)
         # the run's size with the file's replicates, so that a check refuses what a run could not hold
@@ -309,7 +361,8 @@ class Scenario:
         seed = sc.get("seed")
         if seed is not None and seed < 0:
             raise PKPDInputError(f"scenario.seed must be a whole number >= 0; got {seed}.")
-        return cls(sc["name"], trial, None if seed is None else int(seed), replicates, sc.get("description", ""), published, path)
+        return cls(sc["name"], trial, None if seed is None else int(seed), replicates, sc.get("description", ""), published, path,
+                   tuple(every))
 
     def run(self, seed=None, replicates: int | None = None, progress: bool = True) -> "ScenarioResult":
         """Simulate the scenario (seed / replicates override the file's)."""
@@ -368,13 +421,14 @@ class ScenarioResult:
     @property
     def endpoints(self) -> pd.DataFrame:
         # an endpoint with a published result is always shown, even where it is otherwise omitted
-        table = self.result._endpoint_table(keep=[p.endpoint for p in self.scenario.published.values()]).copy()
+        every = self.scenario.published_all
+        table = self.result._endpoint_table(keep=[p.endpoint for _, p in every]).copy()
         cols = {"published_rate": np.nan, "published_low": np.nan, "published_high": np.nan}
         for c, v in cols.items():
             table[c] = v
         table["published_n"] = pd.array([pd.NA] * len(table), dtype="Int64")
         table["published_source"] = ""
-        for arm, pub in self.scenario.published.items():
+        for arm, pub in every:
             row = (table["arm"] == arm) & (table["endpoint"] == pub.endpoint)
             lo, hi = pub.interval
             table.loc[row, ["published_rate", "published_low", "published_high"]] = [pub.rate, lo, hi]
@@ -402,7 +456,10 @@ class ScenarioResult:
                 mark = "inside" if r["inside_published_interval"] else "OUTSIDE"
                 pub = (f"{percent(r['published_rate'])} ({k}/{r['published_n']}) "
                        f"{_interval(r['published_low'], r['published_high'])} {mark}")
-            lines.append({"arm": r["arm"], "endpoint": name, "N": r["n"], "simulated": percent(r["estimate"], name),
+            simulated = percent(r["estimate"], name)
+            if r["kind"] == "time_to_event":  # a median: say how many events among how many at risk
+                simulated = f"{simulated or 'not reached'} ({r['events']:.0f} events / {r['at_risk']:.0f} at risk)"
+            lines.append({"arm": r["arm"], "endpoint": name, "N": r["n"], "simulated": simulated,
                           "95% CI, one trial of N": _interval(r["trial_low"], r["trial_high"], name),
                           rep_col: _interval(r["replicate_low"], r["replicate_high"], name),
                           "published (k/N) [95% CI]": pub})
@@ -422,7 +479,7 @@ class ScenarioResult:
         omitted = {k: v for k, v in self.result.omitted_endpoints.items() if k not in set(t["endpoint"])}
         for why in dict.fromkeys(omitted.values()):
             foot.append(f"not reported: {', '.join(k for k, w in omitted.items() if w == why)}: {why}")
-        foot += [f"published: {s}" for s in sorted({p.source for p in self.scenario.published.values() if p.source})]
+        foot += [f"published: {s}" for s in sorted({p.source for _, p in self.scenario.published_all if p.source})]
         return "\n".join([head, table.to_string(index=False), *foot]).rstrip()
 
     def save(self, out_dir=None) -> Path:

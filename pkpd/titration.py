@@ -48,8 +48,11 @@ ACTIONS = (
     "stopped",      # visit of a patient who stopped earlier
     "fixed",        # arm without a rule: fixed dose (placebo = 0 mg)
     "observe",      # assessment visit on which the arm's rule makes no decision
+    "taper",        # one level down on a taper stage's schedule
+    "withdrawn",    # the taper reached 0 mg: off drug
 )
-START, HOLD, UP, DOWN, INTERRUPT, RESUME, INTERRUPTED, STOP, STOPPED, FIXED, OBSERVE = range(len(ACTIONS))
+(START, HOLD, UP, DOWN, INTERRUPT, RESUME, INTERRUPTED, STOP, STOPPED, FIXED, OBSERVE,
+ TAPER, WITHDRAWN) = range(len(ACTIONS))
 
 
 #: Longest time span a rule accepts (visit interval, waiting times, visit days), days.
@@ -252,8 +255,10 @@ class TitrationRule:
         return replace(self, **changes)
 
     # ------------------------------------------------------------ decisions
-    def start(self, start_mg: float, n: int) -> TitrationState:
-        """State of ``n`` patients starting on ``start_mg`` mg at day 0."""
+    def start(self, start_mg: float, n: int, day: float = 0.0) -> TitrationState:
+        """State of ``n`` patients starting on ``start_mg`` mg on ``day`` (days
+        since the first dose: a titration stage that begins later waits its
+        ``step_up_after_days`` from there)."""
         level = self.level_of(start_mg)
         if level == 0:
             raise PKPDInputError(
@@ -264,8 +269,8 @@ class TitrationRule:
         return TitrationState(
             level=np.full(n, level, dtype=np.int64),
             resume_level=np.full(n, level, dtype=np.int64),
-            last_change_day=np.zeros(n),
-            max_since_day=np.full(n, 0.0 if level == self.top else np.nan),
+            last_change_day=np.full(n, float(day)),
+            max_since_day=np.full(n, float(day) if level == self.top else np.nan),
             stopped=np.zeros(n, dtype=bool),
             low_run=zeros, high_run=zeros.copy(), very_high_run=zeros.copy(), resume_run=zeros.copy(),
         )

@@ -1,7 +1,8 @@
 """Virtual dose-titration trials: design in, endpoint tables out.
 
 A :class:`Trial` is a small frozen design: arms (a start dose with a
-:class:`~pkpd.titration.TitrationRule`, a fixed dose, or placebo = fixed 0 mg),
+:class:`~pkpd.titration.TitrationRule`, a fixed dose, placebo = fixed 0 mg, or
+a sequence of :class:`Stage` s: fixed dose, titration, taper to withdrawal, off drug),
 patients per arm, duration, visit schedule, the population model and the
 endpoint definitions (:class:`Endpoints`).  :meth:`Trial.run` simulates it, with
 any number of replicate trials, and returns a
@@ -25,7 +26,7 @@ Units: days for the design, h in NONMEM records, mg, 10^9/L.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,11 @@ from .trial_result import PLATELET_CMT, TrialResult  # noqa: F401 (PLATELET_CMT 
 #: Patients simulated together in one solver at most (memory ~1 kB per patient).
 MAX_CHUNK = 50_000
 
+#: What a stage does with the dose (see :class:`Stage`).
+STAGE_KINDS = ("fixed", "titration", "taper", "off")
+#: What happens at a taper stage's start to patients who are not responding (see :class:`Stage`).
+NONRESPONDER_CHOICES = ("stay", "stop")
+
 
 def _whole_days(name: str, value) -> float:
     """A whole number of days, 1 to 7305 (20 years; the simulation grid is daily)."""
@@ -55,6 +61,124 @@ def _whole_days(name: str, value) -> float:
 
 # ================================================================= design
 @dataclass(frozen=True)
+class Stage:
+    """One stage of an arm's course: what happens to the once-daily dose for ``days`` days.
+
+    kind :
+        ``"fixed"``: hold ``dose_mg`` (None: the dose carried in, i.e. the
+        arm's ``start_mg`` for a first stage, each patient's last dose after
+        a titration or a taper).
+        ``"titration"``: ``rule`` (None: the arm's rule) decides on its
+        visits every ``rule.visit_every_days`` from the stage start,
+        starting at ``dose_mg`` (None: the dose carried in, which must then
+        be one known ladder level; after a titration stage with the same rule
+        the patients simply go on with their titration state).
+        ``"taper"``: at the stage start, patients whose observed count is
+        >= ``responder_at_least`` (10^9/L) are tapered: one ``ladder_mg``
+        level down at once and every ``taper_every_days`` after, until 0 mg
+        (withdrawal) for the rest of the stage.  Patients not responding at
+        the taper start keep their dose (``nonresponders = "stay"``: in the
+        phase III they went on to the long-term stage on drug, Mei et al.,
+        J Thromb Haemost 2022;20:716) or stop treatment (``"stop"``).  A
+        relapse during the taper does not change the schedule [I].
+        ``"off"``: no drug.
+    days : duration, whole days >= 1.
+    dose_mg, rule : see ``kind`` (mg; a :class:`~pkpd.titration.TitrationRule`).
+    taper_every_days : days between taper steps (whole days >= 1).
+    ladder_mg : the taper's levels, mg (0 is added); default hetrombopag's
+        phase III levels (:data:`pkpd.drugs.hetrombopag.DOSE_LADDER_MG`).
+    responder_at_least : observed count at the taper start that makes a
+        patient a responder, 10^9/L (50, the phase III response).
+    nonresponders : ``"stay"`` or ``"stop"`` (see ``kind``).
+
+    After an arm's last stage there is no drug (follow-up).  Stage kinds do
+    not use each other's fields; a field given to the wrong kind is refused.
+    """
+
+    kind: str
+    days: float
+    dose_mg: float | None = None
+    rule: TitrationRule | None = None
+    taper_every_days: float = 7.0
+    ladder_mg: tuple[float, ...] = hetrombopag.DOSE_LADDER_MG
+    responder_at_least: float = 50.0
+    nonresponders: str = "stay"
+
+    def __repr__(self) -> str:
+        extra = {"fixed": "" if self.dose_mg is None else f", {self.dose_mg:g} mg",
+                 "titration": f", rule {self.rule.name!r}" if self.rule is not None else "",
+                 "taper": f", one level down every {self.taper_every_days:g} d in responders >= {self.responder_at_least:g}",
+                 "off": ""}[self.kind]
+        return f"Stage({self.kind}, {self.days:g} d{extra})"
+
+    def __post_init__(self):
+        if self.kind not in STAGE_KINDS:
+            close = [k for k in STAGE_KINDS if isinstance(self.kind, str) and k.startswith(self.kind[:2])]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PKPDInputError(f"stage kind must be one of {list(STAGE_KINDS)}; got {self.kind!r}{hint}.")
+        object.__setattr__(self, "days", _whole_days(f"{self.kind} stage days", self.days))
+        default = Stage.__dataclass_fields__
+        unused = {"fixed": ("rule", "taper_every_days", "ladder_mg", "responder_at_least", "nonresponders"),
+                  "titration": ("taper_every_days", "ladder_mg", "responder_at_least", "nonresponders"),
+                  "taper": ("dose_mg", "rule"),
+                  "off": ("dose_mg", "rule", "taper_every_days", "ladder_mg", "responder_at_least", "nonresponders")}[self.kind]
+        given = [f for f in unused if getattr(self, f) != default[f].default]
+        if given:
+            raise PKPDInputError(f"a {self.kind} stage does not use {given[0]} (got {getattr(self, given[0])!r}); "
+                                 f"remove it, or use the stage kind it belongs to.")
+        if self.dose_mg is not None:
+            object.__setattr__(self, "dose_mg", float(dose_mg(f"{self.kind} stage dose_mg", self.dose_mg)))
+        if self.rule is not None and not isinstance(self.rule, TitrationRule):
+            raise PKPDInputError(f"titration stage rule must be a TitrationRule or None; got {type(self.rule).__name__}.")
+        if self.kind == "taper":
+            object.__setattr__(self, "taper_every_days", _whole_days("taper stage taper_every_days", self.taper_every_days))
+            try:
+                given = self.ladder_mg if isinstance(self.ladder_mg, (list, tuple)) else (self.ladder_mg,)
+                ladder = TitrationRule(ladder_mg=tuple(given), name="taper").ladder_mg
+            except PKPDInputError as err:
+                raise PKPDInputError(f"taper stage {err}") from None
+            object.__setattr__(self, "ladder_mg", ladder)
+            if isinstance(self.responder_at_least, (bool, np.bool_)):
+                raise PKPDInputError(f"taper stage responder_at_least must be a platelet count in 10^9/L; got {self.responder_at_least!r}.")
+            object.__setattr__(self, "responder_at_least", float(positive("taper stage responder_at_least",
+                                                                           self.responder_at_least, "10^9/L")))
+            if self.nonresponders not in NONRESPONDER_CHOICES:
+                raise PKPDInputError(f"taper stage nonresponders must be one of {list(NONRESPONDER_CHOICES)} (what patients "
+                                     f"not responding at the taper start do); got {self.nonresponders!r}.")
+
+    def with_(self, **changes) -> "Stage":
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise PKPDInputError(f"Stage has no field(s) {sorted(unknown)}; fields: {[f.name for f in fields(self)]}.")
+        return replace(self, **changes)
+
+    def with_days(self, days) -> "Stage":
+        """The same stage lasting ``days`` days."""
+        return self.with_(days=days)
+
+    @classmethod
+    def fixed(cls, days, dose_mg: float | None = None) -> "Stage":
+        """Hold ``dose_mg`` (None: the dose carried in) for ``days`` days."""
+        return cls("fixed", days, dose_mg=dose_mg)
+
+    @classmethod
+    def titration(cls, days, rule: TitrationRule | None = None, dose_mg: float | None = None) -> "Stage":
+        """Titrate with ``rule`` (None: the arm's) for ``days`` days."""
+        return cls("titration", days, dose_mg=dose_mg, rule=rule)
+
+    @classmethod
+    def taper(cls, days, every_days=7, **options) -> "Stage":
+        """Taper responders one level every ``every_days`` to withdrawal, within ``days`` days."""
+        return cls("taper", days, taper_every_days=every_days, **options)
+
+    @classmethod
+    def off(cls, days) -> "Stage":
+        """No drug for ``days`` days."""
+        return cls("off", days)
+
+
+@dataclass(frozen=True)
 class Arm:
     """One trial arm.
 
@@ -62,30 +186,100 @@ class Arm:
     n : patients per trial.
     start_mg : once-daily dose from day 0, mg (0 with no rule = placebo).
     rule : titration rule; None keeps ``start_mg`` throughout (fixed dose).
+        With ``stages``, the rule of titration stages that name none.
+    stages : the arm's course as a sequence of :class:`Stage` s from day 0;
+        none = one stage for the whole trial (titration with ``rule``, else
+        fixed ``start_mg``), as :meth:`with_stages` shows.
     """
 
     name: str
     n: int
     start_mg: float
     rule: TitrationRule | None = None
+    stages: tuple[Stage, ...] = ()
 
     def __repr__(self) -> str:
         rule = f", rule {self.rule.name!r}" if self.rule is not None else ""
         return f"Arm({self.name!r}, n={self.n}, start {self.start_mg:g} mg, {self.kind}{rule})"
+
+    def with_stages(self, *stages: Stage) -> "Arm":
+        """A copy running ``stages`` (in order, from day 0)."""
+        return replace(self, stages=tuple(stages))
+
+    @property
+    def stage_days(self) -> float:
+        """Total days of the arm's stages (0: no stages)."""
+        return float(sum(st.days for st in self.stages))
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
             raise PKPDInputError(f"arm name must be a non-empty text; got {self.name!r}.")
         object.__setattr__(self, "n", whole(f"n (patients) of arm {self.name!r}", self.n))
         object.__setattr__(self, "start_mg", float(dose_mg(f"start_mg of arm {self.name!r}", self.start_mg)))
-        if self.rule is not None:
-            if not isinstance(self.rule, TitrationRule):
-                raise PKPDInputError(f"arm {self.name!r}: rule must be a TitrationRule or None; got {type(self.rule).__name__}.")
-            self.rule.start(self.start_mg, 1)  # on the ladder and above 0 mg
+        if self.rule is not None and not isinstance(self.rule, TitrationRule):
+            raise PKPDInputError(f"arm {self.name!r}: rule must be a TitrationRule or None; got {type(self.rule).__name__}.")
+        stages = tuple(self.stages) if isinstance(self.stages, (list, tuple)) else self.stages
+        if not isinstance(stages, tuple) or not all(isinstance(st, Stage) for st in stages):
+            raise PKPDInputError(f"arm {self.name!r}: stages must be a list of pkpd.Stage; got {self.stages!r}, "
+                                 "e.g. [Stage.titration(70), Stage.taper(42)].")
+        object.__setattr__(self, "stages", stages)
+        if not stages:
+            if self.rule is not None:
+                self.rule.start(self.start_mg, 1)  # on the ladder and above 0 mg
+            return
+        self._walk_stages()
+
+    def _walk_stages(self) -> list[tuple[Stage, TitrationRule | None, bool]]:
+        """Check that each stage can take the doses carried into it; returns
+        (stage, its titration rule or None, continues the previous titration)."""
+        carried = {self.start_mg}  # the doses patients may be on when a stage begins
+        out, previous = [], None
+        for k, st in enumerate(self.stages):
+            where = f"arm {self.name!r} stages[{k}] ({st.kind})"
+            rule, goes_on = None, False
+            if st.kind == "fixed":
+                carried = carried if st.dose_mg is None else {st.dose_mg}
+            elif st.kind == "off":
+                carried = {0.0}
+            elif st.kind == "titration":
+                rule = st.rule or self.rule
+                if rule is None:
+                    raise PKPDInputError(f"{where}: a titration stage needs a rule; give the stage or the arm a rule "
+                                         "(rule = \"NAME\" of a [rules.NAME] table).")
+                goes_on = (st.dose_mg is None and previous is not None and previous[0].kind == "titration"
+                           and previous[1] == rule)
+                if not goes_on:
+                    start = st.dose_mg if st.dose_mg is not None else (next(iter(carried)) if len(carried) == 1 else None)
+                    if start is None:
+                        raise PKPDInputError(
+                            f"{where}: dose_mg not given and the dose carried in is not one known level "
+                            f"(patients may be on {sorted(carried)} mg); give the stage a dose_mg on the rule's ladder.")
+                    try:
+                        rule.start(start, 1)
+                    except PKPDInputError as err:
+                        raise PKPDInputError(f"{where}: {err}") from None
+                carried = set(rule.ladder_mg)
+            else:  # taper
+                doses = sorted(d for d in carried if d > 0)
+                if not doses:
+                    raise PKPDInputError(
+                        f"{where}: the dose carried in is 0 mg, so there is no ladder level below it to taper to; "
+                        "put the taper after a stage on drug, or use an off stage.")
+                off = [d for d in doses if not np.isclose(np.asarray(st.ladder_mg), d, rtol=0, atol=1e-9).any()]
+                if off:
+                    raise PKPDInputError(
+                        f"{where}: dose {off[0]:g} mg carried in is not on the taper ladder_mg {list(st.ladder_mg)}; "
+                        "add it to the taper's ladder_mg (or use the titration rule's ladder).")
+                carried = {d for d in st.ladder_mg if d <= max(doses) + 1e-9}
+            previous = (st, rule)
+            out.append((st, rule, goes_on))
+        return out
 
     @property
     def kind(self) -> str:
-        """'titration', 'fixed' or 'placebo'."""
+        """'titration', 'fixed' or 'placebo'; with stages, their kinds joined by '+' (e.g. 'titration+taper')."""
+        if self.stages:
+            return "+".join(st.kind for st in self.stages)
         if self.rule is not None:
             return "titration"
         return "placebo" if self.start_mg == 0 else "fixed"
@@ -103,6 +297,14 @@ class Endpoints:
     above, below : thresholds for time above (400) and time below (30).
     stopped_as_nonresponders : patients whose treatment was stopped before the
         primary day count as non-responders there (intention to treat) [I].
+    once_within_days : ``responded_once`` counts assessments up to this day
+        (None: the whole trial; 56 = the phase III's "within 8 weeks").
+    increased_above, increased_within_days : ``platelet_increased``, an
+        observed count above this (400 x10^9/L) on an assessment up to this
+        day (70 = 10 weeks), the count-based proxy of the adverse event.
+    relapse_below : ``time_to_relapse`` event, an observed count below this
+        after the taper start (50 x10^9/L; Mei et al., J Thromb Haemost
+        2022;20:716).
     """
 
     response: float = 50.0
@@ -111,9 +313,17 @@ class Endpoints:
     above: float = 400.0
     below: float = 30.0
     stopped_as_nonresponders: bool = True
+    once_within_days: float | None = None
+    increased_above: float = 400.0
+    increased_within_days: float = 70.0
+    relapse_below: float = 50.0
 
     def __post_init__(self):
-        for name in ("response", "above", "below"):
+        if self.once_within_days is not None:
+            object.__setattr__(self, "once_within_days", _whole_days("endpoints.once_within_days", self.once_within_days))
+        object.__setattr__(self, "increased_within_days",
+                           _whole_days("endpoints.increased_within_days", self.increased_within_days))
+        for name in ("response", "above", "below", "increased_above", "relapse_below"):
             if isinstance(getattr(self, name), (bool, np.bool_)):
                 raise PKPDInputError(f"endpoints.{name} must be a platelet count in 10^9/L; got {getattr(self, name)!r}.")
             positive(f"endpoints.{name}", getattr(self, name), "10^9/L")
@@ -138,7 +348,8 @@ class Trial:
         multiple of ``visit_every_days``.
     visit_every_days : assessment visits every this many days (days), plus
         day 0 (baseline).  Each titrated arm also decides on its rule's days.
-    treatment_days : dosing stops after this many days (None = whole trial).
+    treatment_days : dosing stops after this many days (None = whole trial),
+        also for arms with stages (which stop dosing after their last stage).
     model : population model (default ``pkpd.drugs.hetrombopag.model("itp")``).
     endpoints : endpoint definitions.
     name : label.
@@ -188,8 +399,13 @@ class Trial:
         if not isinstance(self.model, PKPDModel):
             raise PKPDInputError(f"model must be a pkpd PKPDModel (e.g. pkpd.drugs.hetrombopag.model('itp')); got {type(self.model).__name__}.")
         for a in arms:
-            if a.rule is not None:
-                _whole_days(f"rule {a.rule.name!r} of arm {a.name!r}: visit_every_days", a.rule.visit_every_days)
+            for rule in {a.rule, *(st.rule for st in a.stages)} - {None}:
+                _whole_days(f"rule {rule.name!r} of arm {a.name!r}: visit_every_days", rule.visit_every_days)
+            if a.stage_days > duration:
+                raise PKPDInputError(
+                    f"arm {a.name!r}: its stages last {a.stage_days:g} days ("
+                    + " + ".join(f"{st.days:g}" for st in a.stages)
+                    + f"), longer than duration_days {duration:g}; shorten a stage or extend the trial.")
         p = self.endpoints.primary_day
         if p is not None and p not in self.visit_days:
             days = self.visit_days
@@ -214,12 +430,45 @@ class Trial:
         """Day after the last dose day (dosing on days 0 .. last_dose_day - 1)."""
         return self.duration_days if self.treatment_days is None else self.treatment_days
 
+    def plan(self, arm: Arm) -> list[tuple[float, float, Stage, TitrationRule | None, bool]]:
+        """``arm``'s stages as (first day, end day, stage, its titration rule,
+        goes on with the previous titration), days since the first dose; an
+        arm without stages is one titration (with its rule) or fixed stage to
+        the end of dosing."""
+        if not arm.stages:
+            kind = "titration" if arm.rule is not None else "fixed"
+            return [(0.0, self.last_dose_day, Stage(kind, self.last_dose_day), arm.rule, False)]
+        out, start = [], 0.0
+        for st, rule, goes_on in arm._walk_stages():
+            out.append((start, start + st.days, st, rule, goes_on))
+            start += st.days
+        return out
+
+    def stage_decision_days(self, arm: Arm) -> list[np.ndarray]:
+        """For each stage of :meth:`plan`, the days (within it, before the
+        end of dosing) on which it decides: its start (after the first stage),
+        a titration's visits from its start, a taper's steps."""
+        out = []
+        for k, (start, end, st, rule, _) in enumerate(self.plan(arm)):
+            if st.kind == "titration":
+                days = start + rule.decision_days(end - start)
+            elif st.kind == "taper":
+                days = start + st.taper_every_days * np.arange(1, int(np.ceil((end - start) / st.taper_every_days)))
+            else:
+                days = np.empty(0)
+            days = np.r_[[start] if k else [], days[days < end]]
+            out.append(days[days < self.last_dose_day])
+        return out
+
     def decision_days(self, arm: Arm) -> np.ndarray:
-        """Days on which ``arm``'s rule decides (before the end of dosing)."""
-        if arm.rule is None:
+        """Days on which ``arm``'s rule or stages decide (before the end of
+        dosing); with stages also the day after the last stage (drug stops)."""
+        if not arm.stages and arm.rule is None:
             return np.empty(0)
-        days = arm.rule.decision_days(self.duration_days)
-        return days[days < self.last_dose_day]
+        days = np.concatenate(self.stage_decision_days(arm))
+        if arm.stages and arm.stage_days < self.last_dose_day:
+            days = np.r_[days, arm.stage_days]
+        return np.unique(days)
 
     def grid(self) -> np.ndarray:
         """All visit days of any arm, sorted (day 0 first)."""
@@ -366,7 +615,24 @@ class Trial:
 
         kept = {**{f"param_{c}": params[c].to_numpy() for c in self.model.parameter_names},
                 "responder": params["responder"].to_numpy()}
-        return self.model.solver(params), params[self.model.pd.BASELINE].to_numpy(), observe, kept
+        return self._solver(params, reps, rngs), params[self.model.pd.BASELINE].to_numpy(), observe, kept
+
+    def _solver(self, params: pd.DataFrame, reps: range, rngs: list):
+        """The solver of the patients of replicates ``reps``, with the model's
+        disease fluctuation (if any) drawn per replicate from a stream of its
+        own (a child of the replicate's seed, apart from its patients and
+        visit noise) over the whole trial, so that a replicate's course does
+        not depend on which replicates share its chunk."""
+        fl = self.model.fluctuation
+        if fl is None or fl.sd_log <= 0:
+            return self.model.solver(params)
+        streams = [np.random.default_rng(np.random.SeedSequence(r.bit_generator.seed_seq.entropy,
+                                                                spawn_key=(*r.bit_generator.seed_seq.spawn_key, 0)))
+                   for r in rngs]
+        intervals = int(np.ceil(self.duration_days * 24.0 / fl.interval_h)) + 1
+        n = self.n_per_trial
+        path = np.concatenate([fl.extend(np.zeros((n, 0)), intervals, g) for g in streams])
+        return self.model.solver(params, rng=streams[0], _path=path)
 
     def _run_chunk(self, reps: range, children, grid: np.ndarray, bar, models=None) -> dict:
         """Simulate the replicates ``reps`` together; arrays over their patients.
@@ -388,13 +654,13 @@ class Trial:
         before_v = np.zeros((S, G))
         dose = np.array([a.start_mg for a in self.arms])[arm_of]
         members = [np.flatnonzero(arm_of == i) for i in range(n_arms)]
-        states = {i: a.rule.start(a.start_mg, members[i].size) for i, a in enumerate(self.arms) if a.rule is not None}
-        decides = [set(self.decision_days(a).tolist()) for a in self.arms]
-        rules = [a.rule for a in self.arms]
+        courses = [_Course(self, a, members[i].size) for i, a in enumerate(self.arms)]
 
         true_v[:, 0] = plt0
         obs_v[:, 0] = observe(true_v[:, 0])
-        action[:, 0] = np.where([r is not None for r in rules], tt.START, tt.FIXED)[arm_of]
+        for i, course in enumerate(courses):
+            action[members[i], 0] = course.visit(0.0, obs_v[members[i], 0])
+            dose[members[i]] = course.dose
         dose_v[:, 0] = dose
         state = None
 
@@ -415,19 +681,14 @@ class Trial:
             obs_v[:, g] = observe(true_v[:, g])
             before_v[:, g] = dose
             ended = end >= self.last_dose_day
-            for i, rule in enumerate(rules):
+            for i, course in enumerate(courses):
                 idx = members[i]
                 if ended:
                     action[idx, g] = tt.OBSERVE
                     dose[idx] = 0.0
-                elif rule is None:
-                    action[idx, g] = tt.FIXED
-                elif end in decides[i]:
-                    states[i], codes = rule.step(states[i], end, obs_v[idx, g])
-                    action[idx, g] = codes
-                    dose[idx] = rule.doses_mg[states[i].level]
                 else:
-                    action[idx, g] = tt.OBSERVE
+                    action[idx, g] = course.visit(end, obs_v[idx, g])
+                    dose[idx] = course.dose
             dose_v[:, g] = dose
             bar.update(1)
         if grid[-1] < self.duration_days:  # follow-up after the last visit, reported daily
@@ -438,7 +699,85 @@ class Trial:
         if unfilled:
             raise RuntimeError(f"trial simulation left {unfilled} unfilled or not finite for replicates "
                                f"{reps.start}-{reps.stop - 1}; this is a bug in pkpd.trial, please report it.")
+        taper_start, taper_responder = np.full(S, np.nan), np.zeros(S, bool)
+        for i, course in enumerate(courses):
+            taper_start[members[i]], taper_responder[members[i]] = course.taper_start, course.taper_responder
         return {
             "replicate": rep_of, "arm": arm_of, "plt0": plt0, **kept, "true": true_v, "observed": obs_v,
             "action": action, "dose": dose_v, "dose_before": before_v, "daily": daily,
+            "taper_start": taper_start, "taper_responder": taper_responder,
         }
+
+
+class _Course:
+    """The patients of one arm (of a run chunk) going through the arm's
+    stages: their once-daily dose (mg) and the action at each visit."""
+
+    def __init__(self, trial: Trial, arm: Arm, n: int):
+        self.plan = trial.plan(arm)
+        self.decides = [set(d.tolist()) for d in trial.stage_decision_days(arm)]
+        self.dose = np.full(n, arm.start_mg)
+        self.k = -1                       # stage under way (-1: before day 0)
+        self.state = None                 # titration state of a titration stage
+        self.level = None                 # taper ladder level of each patient
+        self.tapered = None               # responders at the taper start
+        self.taper_start = np.full(n, np.nan)
+        self.taper_responder = np.zeros(n, bool)
+
+    def visit(self, day: float, observed: np.ndarray) -> np.ndarray:
+        """The action codes of a visit on ``day`` (the observed counts,
+        10^9/L); updates :attr:`dose` for the days from this visit on."""
+        k = next((j for j, (start, end, *_) in enumerate(self.plan) if start <= day < end), None)
+        n = self.dose.size
+        if k is None:  # after the last stage: no drug
+            self.dose = np.zeros(n)
+            return np.full(n, tt.OBSERVE)
+        start, end, st, rule, goes_on = self.plan[k]
+        if k != self.k:
+            self.k = k
+            return self._begin(st, rule, goes_on, day, observed)
+        if day not in self.decides[k]:
+            return np.full(n, tt.FIXED if st.kind == "fixed" else tt.OBSERVE)
+        if st.kind == "titration":
+            self.state, codes = rule.step(self.state, day, observed)
+            self.dose = rule.doses_mg[self.state.level]
+            return codes
+        return self._taper_step(st)  # a taper: the only other kind with decision days
+
+    def _begin(self, st: Stage, rule, goes_on: bool, day: float, observed) -> np.ndarray:
+        n = self.dose.size
+        if st.kind == "fixed":
+            if st.dose_mg is not None:
+                self.dose = np.full(n, st.dose_mg)
+            return np.full(n, tt.FIXED)
+        if st.kind == "off":
+            self.dose = np.zeros(n)
+            return np.full(n, tt.OBSERVE)
+        if st.kind == "titration":
+            if goes_on:
+                return np.full(n, tt.OBSERVE)
+            # Arm._walk_stages checked that the dose carried in is one known level
+            start = st.dose_mg if st.dose_mg is not None else float(self.dose[0])
+            self.state = rule.start(start, n, day)
+            self.dose = rule.doses_mg[self.state.level]
+            return np.full(n, tt.START)
+        ladder = np.asarray(st.ladder_mg)
+        self.level = np.argmin(np.abs(ladder[None, :] - self.dose[:, None]), axis=1)
+        self.tapered = observed >= st.responder_at_least
+        self.taper_start[:] = day
+        self.taper_responder = self.tapered.copy()
+        if st.nonresponders == "stop":
+            self.dose = np.where(self.tapered, self.dose, 0.0)
+        return self._taper_step(st, first=True)
+
+    def _taper_step(self, st: Stage, first: bool = False) -> np.ndarray:
+        """Tapered patients one level down (to 0 mg at most); the others
+        keep their dose, or stay stopped (``nonresponders = "stop"``)."""
+        ladder = np.asarray(st.ladder_mg)
+        on = self.tapered & (self.level > 0)
+        self.level = np.where(on, self.level - 1, self.level)
+        self.dose = np.where(self.tapered, ladder[self.level], self.dose)
+        others = tt.HOLD if st.nonresponders == "stay" else (tt.STOP if first else tt.STOPPED)
+        codes = np.where(self.tapered, tt.OBSERVE, others)
+        codes = np.where(on, np.where(self.level > 0, tt.TAPER, tt.WITHDRAWN), codes)
+        return codes

@@ -21,7 +21,8 @@ import xarray as xr
 from . import titration as tt
 from . import trial_plots
 from .checks import PKPDInputError
-from .endpoints import VisitData, _interval, endpoint_names, endpoint_table, patient_values, percent, response_endpoints
+from .endpoints import (VisitData, _interval, endpoint_names, endpoint_table, patient_values, percent, replicate_values,
+                        response_endpoints)
 from .output import write_folder
 from .regimen import PLATELET_CMT, RECORD_COLUMNS, Regimen
 
@@ -36,7 +37,8 @@ class TrialResult:
     ledger : the dose ledger, one row per patient and visit.
     doses : per-visit dose distribution.
     platelets : platelet summary over time (true daily, observed at visits).
-    per_replicate : each endpoint per replicate trial and arm.
+    per_replicate : each endpoint per replicate trial and arm (a time to
+        event: its Kaplan-Meier median, days).
     omitted_endpoints : endpoints left out because they mean nothing here, with the reason.
     summary() : one row per arm with the headline endpoint in percent.
     plot_response(), plot_platelets(), plot_doses() : the figures.
@@ -72,6 +74,8 @@ class TrialResult:
           half of the patients are there already at baseline (observed day-0
           count, e.g. healthy volunteers against 50 x10^9/L), they measure the
           population, not the drug, and are left out.
+        * ``platelet_increased`` (a safety proxy in thrombocytopenia) is left
+          out with them.
         * ``stopped`` is left out when no arm's rule can stop treatment within
           the trial (no ``stop_after_days_at_max``, or no decision visit that
           late; fixed doses never stop).
@@ -83,8 +87,13 @@ class TrialResult:
             why = (f"{percent(at_baseline)} of patients are already >= {e.response:g} x10^9/L at baseline, "
                    "so the response threshold measures the population, not the drug")
             out.update({k: why for k in response_endpoints() if k in metrics})
+            if "platelet_increased" in metrics:
+                out["platelet_increased"] = ("it is a safety proxy for thrombocytopenic patients, and most patients here "
+                                             f"are >= {e.response:g} x10^9/L at baseline")
 
         def can_stop(arm) -> bool:
+            if any(st.kind == "taper" and st.nonresponders == "stop" for st in arm.stages):
+                return True
             wait = None if arm.rule is None else arm.rule.stop_after_days_at_max
             return wait is not None and bool(np.any(self.trial.decision_days(arm) >= wait))
 
@@ -181,8 +190,10 @@ class TrialResult:
     def visit_data(self) -> VisitData:
         """Every patient's course as endpoint functions see it (:class:`pkpd.endpoints.VisitData`)."""
         d = self._data
+        tapers = any(st.kind == "taper" for a in self.trial.arms for st in a.stages)
         return VisitData(self.trial.endpoints, self.grid, np.isin(self.grid, self.trial.visit_days),
-                         d["observed"], d["true"], d["action"], d["daily"])
+                         d["observed"], d["true"], d["action"], d["daily"],
+                         d["taper_start"] if tapers else None, d["taper_responder"] if tapers else None)
 
     def _patient_metrics(self) -> pd.DataFrame:
         """Each patient's value of every registered endpoint (with replicate and arm code)."""
@@ -196,7 +207,7 @@ class TrialResult:
         """Each endpoint's value per replicate trial and arm (long format)."""
         m = self._patient_metrics()
         names = [k for k in endpoint_names(m) if k not in self.omitted_endpoints]
-        table = m.groupby(["replicate", "arm"])[names].mean().reset_index()
+        table = replicate_values(m)[["replicate", "arm", *names]]
         table["arm"] = np.asarray(self.arm_names, dtype=object)[table["arm"].to_numpy()]
         return table.melt(id_vars=["replicate", "arm"], var_name="endpoint", value_name="value")
 

@@ -1,0 +1,689 @@
+"""Calibration of a population model to published summary endpoints.
+
+Model-based meta-analysis style: the data are published counts (``k`` of
+``n`` patients with a binomial trial endpoint, e.g. 99 of 168 responders at
+week 8), each tied to a trial design (a scenario file or a
+:class:`~pkpd.trial.Trial`) and an arm; the unknowns are a few model
+parameters.  Both are data:
+
+* :class:`Target` (``design, endpoint, arm, k, n, source``), also as a
+  DataFrame or CSV (:func:`targets_frame`, :func:`targets_from_frame`);
+* :class:`Parameter` (``name, low, high, log``).  A name addresses the model:
+  a typical value (``"ec50"``, :meth:`PKPDModel.with_typical`), a number
+  field of :class:`~pkpd.population.PKPDModel` (``"nonresponder_fraction"``,
+  :meth:`PKPDModel.with_`), or a number inside a dataclass field
+  (``"residual_plt.prop"``, ``"baseline.noise"``: :func:`dataclasses.replace`
+  of that field).
+
+**Objective.**  Minus the binomial log-likelihood of the published counts at
+the model's simulated rates, summed over the targets:
+``-sum_i log Binom(k_i; n_i, p_i)``.  ``p_i`` is the share of simulated
+patients of the arm with the endpoint, over ``replicates`` replicate trials
+of the design (``replicates x`` the design's arm size virtual patients), clipped
+to ``[floor, 1 - floor]`` with ``floor = 0.5 / (n_sim + 1)``, so that a
+simulated 0 of ``n_sim`` (which only says the rate is below about
+``1 / n_sim``) does not make the likelihood -inf.  Deviances
+``2 [k log(k / (n p)) + (n - k) log((n - k) / (n (1 - p)))]`` against the
+saturated model are reported per target; the objective is half their sum
+plus a constant.
+
+**Common random numbers.**  Every candidate runs every design with the same
+seed, so the same virtual patients, the same IIV draws, the same
+non-responder lottery and the same visit noise: the objective changes only
+through the parameters, not through Monte Carlo reshuffling.  The model draws
+a fixed number of random numbers whatever the parameter values, with one
+exception: an IIV or an additive residual error that is exactly 0 draws
+nothing, so a bound of 0 on such a parameter shifts the streams; keep its
+lower bound above 0.
+
+**Optimiser.**  The objective is a sum of squared signed deviance residuals
+(``deviance = sum r_i^2``), so a bounded trust-region Gauss-Newton method,
+:func:`scipy.optimize.least_squares` (``"trf"``), uses its structure: about
+``p + 1`` simulations per iteration and a handful of iterations, where a
+simplex method needs hundreds for 6 parameters.  It works on the unit cube
+(each parameter scaled to [0, 1] between its bounds, on the log scale for
+``log=True``) with a forward-difference Jacobian of step :data:`JACOBIAN_STEP`
+(0.05 of the range): with common random numbers the simulated rates are step
+functions of the parameters with steps of ``1 / n_sim``, far below the rate
+change over such a step, so the difference quotients are smooth.
+``method="Nelder-Mead"`` or ``"Powell"`` (:func:`scipy.optimize.minimize`
+with the same bounds) are derivative-free alternatives.  Deterministic for a
+seed.
+
+**Intervals.**  95% profile-likelihood intervals: for each parameter, the
+values where the objective, minimised over the other parameters, rises by
+``chi2(1).ppf(0.95) / 2 = 1.92`` above its minimum.  Each side is found by
+secant steps on the signed root of the profile deviance (nearly linear in the
+parameter; regula falsi once the limit is bracketed), re-optimising the
+other parameters at each step from the nearest inner step's values for at
+most :data:`PROFILE_ITERATIONS` iterations, to a root deviance of 1.96 +-
+0.08.  An interval that reaches a bound is reported as the bound
+(``low_at_bound`` / ``high_at_bound``); a limit not bracketed in 10 steps is
+NaN.  Should a profile point fit better than the optimum, the optimum moves
+there (later profiles are measured from it).  The Monte Carlo error of the
+simulated rates is not in the interval; the target table gives it
+(``model_se``).  A parametric bootstrap would need one full refit per
+bootstrap sample, which the time budget (6 parameters in 10 minutes) does
+not allow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from scipy.special import xlogy
+from scipy.stats import binom, chi2
+from tqdm import tqdm
+
+from .checks import PKPDInputError, _is_real, whole
+from .endpoints import REGISTRY
+from .intervals import clopper_pearson
+from .population import PKPDModel, did_you_mean
+from .scenario import Scenario, load_scenario
+from .trial import Trial
+from .trial_plots import _figure
+
+#: Rise of the objective (minus log-likelihood) that bounds a 95% profile interval: chi2(1 df) 0.95 / 2.
+PROFILE_DROP = float(chi2.ppf(0.95, 1) / 2)
+#: Most optimiser iterations ("trf"; function evaluations for the simplex methods: x 10) when the
+#: other parameters are re-optimised at one profile point, starting from the neighbouring point's values.
+PROFILE_ITERATIONS = 4
+#: Fixed columns of a target table (:func:`targets_frame`).
+TARGET_COLUMNS = ("design", "endpoint", "arm", "k", "n", "source", "label")
+METHODS = ("trf", "Nelder-Mead", "Powell")
+#: Forward-difference step of the "trf" Jacobian, as a share of each parameter's (log) range: large
+#: enough that a step moves a simulated rate by many patients (the rates are step functions of the
+#: parameters, steps of 1 / n_sim), small enough to follow the curvature.
+JACOBIAN_STEP = 0.05
+
+
+# ================================================================= targets
+def design_trial(design) -> Trial:
+    """The :class:`~pkpd.trial.Trial` of a design: a scenario file (path), a
+    loaded :class:`~pkpd.scenario.Scenario` or a Trial."""
+    if isinstance(design, Trial):
+        return design
+    if isinstance(design, Scenario):
+        return design.trial
+    if isinstance(design, (str, Path)):
+        return load_scenario(design).trial
+    raise PKPDInputError(f"target design must be a scenario file path, a pkpd Scenario or a pkpd.Trial; got "
+                         f"{type(design).__name__} {design!r}.")
+
+
+def binomial_endpoints() -> list[str]:
+    """The registered endpoints with a yes/no per patient."""
+    return [k for k, e in REGISTRY.items() if e.kind == "binomial"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One published result: ``k`` of ``n`` patients of ``arm`` of ``design``
+    had the binomial ``endpoint`` (a name of :data:`pkpd.endpoints.REGISTRY`).
+
+    design : a scenario file path, a :class:`~pkpd.scenario.Scenario` or a
+        :class:`~pkpd.trial.Trial` (its model is the one calibrated, unless
+        :func:`calibrate` gets ``model``).
+    source : the citation.  label : a short name for tables (default
+        ``"arm: endpoint"``).
+    """
+
+    design: object
+    endpoint: str
+    arm: str
+    k: int
+    n: int
+    source: str
+    label: str | None = None
+
+    def __post_init__(self):
+        trial = design_trial(self.design)
+        if self.endpoint not in REGISTRY or REGISTRY[self.endpoint].kind != "binomial":
+            known = binomial_endpoints()
+            raise PKPDInputError(f"target endpoint {self.endpoint!r} is not a registered binomial endpoint."
+                                 f"{did_you_mean(str(self.endpoint), known)} Use one of {known}.")
+        arms = [a.name for a in trial.arms]
+        if self.arm not in arms:
+            raise PKPDInputError(f"target arm {self.arm!r} is not an arm of design {trial.name!r}."
+                                 f"{did_you_mean(str(self.arm), arms)} Arms: {arms}.")
+        n = whole(f"target n (patients) of {self.arm!r}", self.n)
+        k = whole(f"target k (patients with {self.endpoint}) of {self.arm!r}", self.k, low=0)
+        if k > n:
+            raise PKPDInputError(f"target k = {k} is more than n = {n} patients ({self.arm!r}, {self.endpoint}); "
+                                 "k counts the patients with the endpoint among the n.")
+        if not isinstance(self.source, str):
+            raise PKPDInputError(f"target source must be a citation text; got {self.source!r}.")
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "n", n)
+        if self.label is None:
+            object.__setattr__(self, "label", f"{self.arm}: {self.endpoint}")
+
+    @property
+    def rate(self) -> float:
+        return self.k / self.n
+
+
+def targets_frame(targets) -> pd.DataFrame:
+    """Targets as a DataFrame (columns :data:`TARGET_COLUMNS`); a design that
+    is a path stays a path (text in a CSV)."""
+    return pd.DataFrame([{c: getattr(t, c) for c in TARGET_COLUMNS} for t in targets], columns=list(TARGET_COLUMNS))
+
+
+def targets_from_frame(frame) -> list[Target]:
+    """Targets from a DataFrame or a CSV file with the columns of
+    :func:`targets_frame` (``label`` optional)."""
+    if isinstance(frame, (str, Path)):
+        frame = pd.read_csv(frame, keep_default_na=False)
+    if not isinstance(frame, pd.DataFrame):
+        raise PKPDInputError(f"targets must be a DataFrame, a CSV path or a list of Target; got {type(frame).__name__}.")
+    missing = [c for c in TARGET_COLUMNS[:-1] if c not in frame.columns]
+    if missing:
+        raise PKPDInputError(f"target table lacks columns {missing}; give {list(TARGET_COLUMNS)} (label optional).")
+    out = []
+    for i, row in enumerate(frame.to_dict("records")):
+        label = row.get("label")
+        label = None if label is None or (isinstance(label, float) and np.isnan(label)) or label == "" else label
+        try:
+            out.append(Target(row["design"], row["endpoint"], row["arm"], row["k"], row["n"], row["source"], label))
+        except PKPDInputError as err:
+            raise PKPDInputError(f"target table row {i}: {err}") from None
+    return out
+
+
+def _as_targets(targets, what: str) -> list[Target]:
+    if isinstance(targets, (pd.DataFrame, str, Path)):
+        return targets_from_frame(targets)
+    targets = list(targets)
+    bad = [t for t in targets if not isinstance(t, Target)]
+    if bad:
+        raise PKPDInputError(f"{what} must be pkpd.calibrate.Target objects (or a DataFrame of them); got {bad[0]!r}.")
+    return targets
+
+
+# ================================================================= parameters
+@dataclass(frozen=True)
+class Parameter:
+    """A model parameter to calibrate, between ``low`` and ``high`` (its unit).
+
+    name : a typical value (``"ec50"``), a number field of the model
+        (``"nonresponder_fraction"``) or ``"field.attribute"`` of a dataclass
+        field (``"residual_plt.prop"``).
+    log : search on the log scale (needs low > 0).
+    start : the starting value (default: the model's current value).
+    """
+
+    name: str
+    low: float
+    high: float
+    log: bool = True
+    start: float | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise PKPDInputError(f"parameter name must be a text such as 'ec50'; got {self.name!r}.")
+        for key in ("low", "high") + (("start",) if self.start is not None else ()):
+            value = getattr(self, key)
+            if not _is_real(value) or not np.isfinite(value):
+                raise PKPDInputError(f"parameter {self.name!r}: {key} must be a finite number; got {value!r}.")
+            object.__setattr__(self, key, float(value))
+        if not self.low < self.high:
+            raise PKPDInputError(f"parameter {self.name!r}: low ({self.low:g}) must be below high ({self.high:g}); "
+                                 "give the search range as low < high.")
+        if self.log and self.low <= 0:
+            raise PKPDInputError(f"parameter {self.name!r}: low = {self.low:g} is not > 0, which a log-scale search "
+                                 "needs; give low > 0 or log=False.")
+        if self.start is not None:
+            self.check_start(self.start, "start")
+
+    def check_start(self, value: float, what: str) -> None:
+        if not self.low <= value <= self.high:
+            raise PKPDInputError(f"parameter {self.name!r}: {what} {value:g} is outside its bounds "
+                                 f"[{self.low:g}, {self.high:g}]; widen the bounds or give start inside them.")
+
+    def to_unit(self, value):
+        """The value on the optimiser's [0, 1] scale."""
+        if self.log:
+            return (np.log(value) - np.log(self.low)) / (np.log(self.high) - np.log(self.low))
+        return (value - self.low) / (self.high - self.low)
+
+    def from_unit(self, u):
+        u = np.clip(u, 0.0, 1.0)
+        if self.log:
+            return float(np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low))))
+        return float(self.low + u * (self.high - self.low))
+
+
+def _number(x) -> bool:
+    return _is_real(x) and not isinstance(x, (bool, np.bool_))
+
+
+def addressable(model: PKPDModel) -> list[str]:
+    """Every parameter name :class:`Parameter` can address in ``model``."""
+    names = [p for p in model.parameter_names if p not in model.pd.WHOLE]
+    for f in dataclasses.fields(model):
+        value = getattr(model, f.name)
+        if _number(value):
+            names.append(f.name)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            names += [f"{f.name}.{g.name}" for g in dataclasses.fields(value) if _number(getattr(value, g.name))]
+    return names
+
+
+def check_names(model: PKPDModel, names) -> None:
+    """Refuse a name :func:`current_value` cannot address, with a did-you-mean."""
+    known = addressable(model)
+    for name in names:
+        if name in known:
+            continue
+        if name in model.pd.WHOLE:
+            raise PKPDInputError(f"parameter {name!r} is a whole number shared by all patients and cannot be "
+                                 "calibrated continuously; fix it in the model instead.")
+        raise PKPDInputError(f"parameter name {name!r} addresses nothing in model {model.name!r}."
+                             f"{did_you_mean(name, known)} Addressable: {', '.join(known)}.")
+
+
+def current_value(model: PKPDModel, name: str) -> float:
+    """The model's value of an addressable ``name``."""
+    if name in model.typical:
+        return float(model.typical[name])
+    head, _, attr = name.partition(".")
+    value = getattr(model, head)
+    return float(getattr(value, attr) if attr else value)
+
+
+def apply(model: PKPDModel, values) -> PKPDModel:
+    """A copy of ``model`` with the addressed ``values`` ({name: value}) set."""
+    check_names(model, values)
+    typical = {k: v for k, v in values.items() if k in model.typical}
+    fields, nested = {}, {}
+    for k, v in values.items():
+        if k in typical:
+            continue
+        head, _, attr = k.partition(".")
+        if attr:
+            nested.setdefault(head, {})[attr] = v
+        else:
+            fields[k] = v
+    for head, subs in nested.items():
+        fields[head] = dataclasses.replace(getattr(model, head), **subs)
+    out = model.with_typical(**typical) if typical else model
+    return out.with_(**fields) if fields else out
+
+
+# ================================================================= the problem
+def _signed_deviance(k, n, p):
+    """Signed deviance residuals of counts ``k`` of ``n`` at rates ``p`` against the saturated model."""
+    dev = 2 * (xlogy(k, k / (n * p)) + xlogy(n - k, (n - k) / (n * (1 - p))))
+    return np.sign(k - n * p) * np.sqrt(np.maximum(dev, 0.0))
+
+
+class Calibrator:
+    """The calibration problem: targets, parameters, designs, seeds, and the
+    objective with common random numbers.  :func:`calibrate` builds one and
+    calls :meth:`fit`; use it directly to evaluate the objective.
+
+    replicates : replicate trials per design per evaluation (virtual patients
+        per arm = replicates x the design's arm size).
+    seed : root seed; design i runs with ``seeds[i]`` at every evaluation.
+    """
+
+    def __init__(self, targets, parameters, holdout=(), model: PKPDModel | None = None, replicates: int = 50,
+                 seed: int = 1, progress: bool = True):
+        self.targets = _as_targets(targets, "targets")
+        self.holdout = _as_targets(holdout, "holdout")
+        if not self.targets:
+            raise PKPDInputError("targets is empty; give at least one Target (a published k of n).")
+        self.parameters = list(parameters)
+        bad = [p for p in self.parameters if not isinstance(p, Parameter)]
+        if bad or not self.parameters:
+            raise PKPDInputError(f"parameters must be a non-empty list of pkpd.calibrate.Parameter; got {bad[0] if bad else '[]'!r}.")
+        names = [p.name for p in self.parameters]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise PKPDInputError(f"parameter {dup[0]!r} is listed twice; calibrate each parameter once.")
+        if model is not None and not isinstance(model, PKPDModel):
+            raise PKPDInputError(f"model must be a pkpd PKPDModel or None; got {type(model).__name__}.")
+        self.replicates = whole("replicates", replicates)
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise PKPDInputError(f"seed must be a whole number >= 0; got {seed!r}.")
+        self.seed = int(seed)
+        self.progress = progress
+        #: step of the forward-difference Jacobian ("trf"), on the [0, 1] scale of each parameter
+        self.jacobian_step = JACOBIAN_STEP
+        # designs by identity (a path by its resolved text): each is simulated once per evaluation
+        self._design_keys, self.trials = [], []
+        self._design_of = []
+        for t in self.targets + self.holdout:
+            key = str(Path(t.design).resolve()) if isinstance(t.design, (str, Path)) else id(t.design)
+            if key not in self._design_keys:
+                self._design_keys.append(key)
+                trial = design_trial(t.design)
+                trial.check_size(self.replicates)
+                self.trials.append(trial if model is None else dataclasses.replace(trial, model=model))
+            self._design_of.append(self._design_keys.index(key))
+        self.model = self.trials[0].model if model is None else model
+        for trial in self.trials:
+            check_names(trial.model, names)
+        self.start = {}
+        for p in self.parameters:
+            value = current_value(self.model, p.name) if p.start is None else p.start
+            p.check_start(value, "start" if p.start is not None else "the model's current value (the default start)")
+            self.start[p.name] = value
+        self.seeds = [int(s) for s in np.random.SeedSequence(self.seed).generate_state(len(self.trials))]
+        self._fit_designs = sorted({self._design_of[i] for i in range(len(self.targets))})
+        self._cache: dict = {}
+        self.history: list[dict] = []
+        self.stage = "start"
+        self._bar = None
+
+    # ------------------------------------------------------------ evaluation
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    def values(self, u) -> dict[str, float]:
+        """Parameter values ({name: value}) of a point of the unit cube."""
+        return {p.name: p.from_unit(x) for p, x in zip(self.parameters, np.asarray(u, float))}
+
+    def unit(self, values) -> np.ndarray:
+        return np.array([p.to_unit(values[p.name]) for p in self.parameters], float)
+
+    def simulate(self, values, designs=None) -> list[dict]:
+        """Simulated rate and patient count of every target and holdout at
+        ``values`` (same seeds every time: common random numbers)."""
+        designs = range(len(self.trials)) if designs is None else designs
+        rates = {}
+        for d in designs:
+            trial = self.trials[d]
+            try:
+                run = dataclasses.replace(trial, model=apply(trial.model, values))
+            except PKPDInputError as err:
+                raise PKPDInputError(f"calibration at {values}: {err}") from None
+            result = run.run(seed=self.seeds[d], replicates=self.replicates, progress=False)
+            for i, t in enumerate(self.targets + self.holdout):
+                if self._design_of[i] == d:
+                    _, table = result.one_endpoint(t.endpoint, "target endpoint")
+                    arm = next(a for a in trial.arms if a.name == t.arm)
+                    rates[i] = {"rate": float(table.loc[t.arm, "estimate"]), "n_sim": arm.n * self.replicates}
+        return [rates.get(i) for i in range(len(self.targets) + len(self.holdout))]
+
+    @staticmethod
+    def floor(n_sim: int) -> float:
+        """Smallest simulated rate used in the likelihood: 0.5 / (n_sim + 1)."""
+        return 0.5 / (n_sim + 1)
+
+    def _clipped(self, sims) -> np.ndarray:
+        f = np.array([self.floor(s["n_sim"]) for s in sims])
+        return np.clip([s["rate"] for s in sims], f, 1 - f)
+
+    def _evaluate(self, values) -> tuple[np.ndarray, float]:
+        """(signed deviance residuals, objective) of the fitted targets at
+        ``values``, each point simulated once and logged in ``history``."""
+        key = tuple(round(values[n], 12) for n in self.names)
+        if key not in self._cache:
+            t0 = time.perf_counter()
+            sims = self.simulate(values, self._fit_designs)[: len(self.targets)]
+            k = np.array([t.k for t in self.targets], float)
+            n = np.array([t.n for t in self.targets], float)
+            p = self._clipped(sims)
+            r = _signed_deviance(k, n, p)
+            objective = float(-binom.logpmf(k, n, p).sum())
+            self._cache[key] = r, objective
+            self.history.append({"evaluation": len(self.history) + 1, "stage": self.stage, **values,
+                                 "objective": objective, "deviance": float(r @ r),
+                                 "seconds": time.perf_counter() - t0})
+            if self._bar is not None:
+                self._bar.update(1)
+        return self._cache[key]
+
+    def residuals(self, values) -> np.ndarray:
+        """Signed deviance residuals of the fitted targets at ``values``
+        ({name: value}; parameters not given keep their start): their
+        squares sum to the deviance."""
+        values = self._complete(values)
+        return self._evaluate(values)[0]
+
+    def objective(self, values) -> float:
+        """Minus the binomial log-likelihood of the fitted targets at ``values``
+        ({name: value}; parameters not given keep their start)."""
+        return self._evaluate(self._complete(values))[1]
+
+    def _complete(self, values) -> dict:
+        unknown = [k for k in values if k not in self.names]
+        if unknown:
+            raise PKPDInputError(f"values name {unknown[0]!r}, not a calibrated parameter."
+                                 f"{did_you_mean(str(unknown[0]), self.names)} Calibrated: {self.names}.")
+        return {**self.start, **{k: float(v) for k, v in values.items()}}
+
+    def _res_u(self, u) -> np.ndarray:
+        return self._evaluate(self.values(u))[0]
+
+    # ------------------------------------------------------------ optimisation
+    def _minimise(self, fun_res, x0, method: str, max_evaluations: int):
+        """Minimise 0.5 sum(fun_res(x)^2) over [0, 1]^len(x0); returns (x, 0.5 sum r^2)."""
+        x0 = np.clip(np.asarray(x0, float), 0.0, 1.0)
+        if method == "trf":
+            sol = optimize.least_squares(fun_res, x0, bounds=(0.0, 1.0), method="trf", jac="2-point",
+                                         diff_step=self.jacobian_step, x_scale=1.0, ftol=1e-4, xtol=1e-3, gtol=1e-6,
+                                         max_nfev=max_evaluations)
+            x = sol.x
+        else:
+            def f(x):
+                r = fun_res(x)
+                return 0.5 * float(r @ r)
+
+            options = {"maxfev": max_evaluations, "xatol": 2e-3, "fatol": 1e-3} if method == "Nelder-Mead" else \
+                {"maxfev": max_evaluations, "xtol": 2e-3, "ftol": 1e-4}
+            if method == "Nelder-Mead":
+                simplex = [x0] + [np.where(np.eye(len(x0))[i] > 0, np.where(x0 + 0.1 <= 1, x0 + 0.1, x0 - 0.1), x0)
+                                  for i in range(len(x0))]
+                options["initial_simplex"] = np.array(simplex)
+            x = optimize.minimize(f, x0, method=method, bounds=[(0.0, 1.0)] * len(x0), options=options).x
+        r = fun_res(x)
+        return np.asarray(x, float), 0.5 * float(r @ r)
+
+    def fit(self, method: str = "trf", intervals: bool = True, max_evaluations: int = 400) -> "CalibrationResult":
+        """Calibrate: minimise the objective from the start, then (``intervals``)
+        profile each parameter.  ``max_evaluations`` caps each optimisation."""
+        if method not in METHODS:
+            raise PKPDInputError(f"method must be one of {METHODS}; got {method!r}.{did_you_mean(str(method), METHODS)}")
+        max_evaluations = whole("max_evaluations", max_evaluations)
+        t0 = time.perf_counter()
+        self._bar = tqdm(desc="calibrate: simulations", unit="eval", file=sys.stderr, disable=not self.progress, leave=False)
+        try:
+            self.stage = "fit"
+            u0 = self.unit(self.start)
+            u_hat, half_dev = self._minimise(self._res_u, u0, method, max_evaluations)
+            profiles = {}
+            if intervals:
+                for j, p in enumerate(self.parameters):
+                    self.stage = f"profile {p.name}"
+                    profiles[p.name], u_hat, half_dev = self._profile(j, u_hat, half_dev, method, max_evaluations)
+            self.stage = "estimate"
+            estimate = self.values(u_hat)
+            self.residuals(estimate)
+            sims = self.simulate(estimate)
+        finally:
+            self._bar.close()
+            self._bar = None
+        return CalibrationResult(self, estimate, profiles, sims, half_dev, time.perf_counter() - t0, method)
+
+    def _profile(self, j: int, u_hat, half_dev: float, method: str, max_evaluations: int):
+        """Both 95% profile limits of parameter ``j`` on the unit scale, as
+        (low, high, low_at_bound, high_at_bound, points); also returns the
+        optimum, moved if the profile found a lower objective.  A limit not
+        bracketed within the steps is NaN."""
+        goal, tol = np.sqrt(2 * PROFILE_DROP), 0.08  # signed root deviance 1.96 +- 0.08 (deviance 3.84 +- 0.3)
+        others = [i for i in range(len(u_hat)) if i != j]
+        points = []
+
+        def profile_at(t, start):
+            """(root deviance rise, nuisance optimum, half deviance) with parameter j fixed at t."""
+            def res(v):
+                u = np.empty(len(u_hat))
+                u[j], u[others] = t, v
+                return self._res_u(u)
+
+            if others:  # warm start from the neighbouring profile point: a few iterations suffice
+                cap = PROFILE_ITERATIONS if method == "trf" else 10 * PROFILE_ITERATIONS
+                v, h = self._minimise(res, start, method, min(max_evaluations, cap))
+            else:
+                r = res(np.empty(0))
+                v, h = np.empty(0), 0.5 * float(r @ r)
+            points.append((t, h))
+            return v, h
+
+        limits, at_bound = [], []
+        for side in (-1.0, 1.0):
+            edge = 0.0 if side < 0 else 1.0
+            inner = [(u_hat[j], 0.0, u_hat[others])]  # points inside the interval: (t, root rise, nuisance)
+            outer = None  # the nearest point outside: (t, root rise)
+            t, limit, bound = float(np.clip(u_hat[j] + side * 0.05, 0.0, 1.0)), np.nan, False
+            for _ in range(10):
+                if t == inner[-1][0]:  # the estimate or the last point sits on the bound
+                    limit, bound = edge, True
+                    break
+                v, h = profile_at(t, inner[-1][2])
+                if h < half_dev - 1e-9:  # a lower objective than the fit's: the optimum moves there
+                    u_hat = u_hat.copy()
+                    u_hat[j], u_hat[others] = t, v
+                    half_dev = h
+                r = np.sqrt(max(2 * (h - half_dev), 0.0))
+                if abs(r - goal) < tol:
+                    limit = t
+                    break
+                if r > goal:
+                    outer = (t, r)
+                else:
+                    inner.append((t, r, v))
+                t_in, r_in = inner[-1][:2]
+                if outer is not None:  # regula falsi inside the bracket
+                    t = t_in + (goal - r_in) * (outer[0] - t_in) / (outer[1] - r_in)
+                    continue
+                if t == edge:
+                    limit, bound = edge, True
+                    break
+                t_prev, r_prev = inner[-2][:2]
+                dist = abs(t_in - t_prev)
+                slope = (r_in - r_prev) / dist  # rise of the root deviance per unit outwards
+                ahead = (goal - r_in) / slope if slope > 0 else 2 * dist
+                t = float(np.clip(t_in + side * min(ahead, 4 * dist), 0.0, 1.0))
+            else:
+                if outer is not None:
+                    t_in, r_in = inner[-1][:2]
+                    limit = t_in + (goal - r_in) * (outer[0] - t_in) / (outer[1] - r_in)
+            limits.append(float(limit))
+            at_bound.append(bound)
+        return (limits[0], limits[1], at_bound[0], at_bound[1], points), u_hat, half_dev
+
+
+def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, replicates: int = 50, seed: int = 1,
+              method: str = "trf", intervals: bool = True, max_evaluations: int = 400,
+              progress: bool = True) -> "CalibrationResult":
+    """Fit ``parameters`` (:class:`Parameter` list) to published ``targets``
+    (:class:`Target` list, DataFrame or CSV) by maximum binomial likelihood
+    with common random numbers (see the module docstring).
+
+    holdout : targets reported as out-of-sample predictions, not fitted.
+    model : run every design with this model (default: each design's own).
+    replicates : replicate trials per design and evaluation (>= 50 advised:
+        the Monte Carlo SE of a rate is then about 0.005 for 170 patients).
+    method : ``"trf"`` (:func:`scipy.optimize.least_squares`), ``"Nelder-Mead"``
+        or ``"Powell"``.
+    intervals : 95% profile-likelihood intervals (False: estimates only).
+    max_evaluations : cap of the fit (``"trf"``: its iterations' function
+        evaluations, Jacobian evaluations not counted; simplex methods: all).
+    Returns a :class:`CalibrationResult`.
+    """
+    problem = Calibrator(targets, parameters, holdout, model, replicates, seed, progress)
+    return problem.fit(method, intervals, max_evaluations)
+
+
+# ================================================================= result
+class CalibrationResult:
+    """A calibration: ``parameters`` (estimate, 95% profile interval, start,
+    bounds), ``targets`` (published vs model), ``model`` (the calibrated
+    model), ``history`` (every simulation), ``plot()``."""
+
+    def __init__(self, problem: Calibrator, estimate: dict, profiles: dict, sims: list, half_dev: float, seconds: float,
+                 method: str):
+        self.problem = problem
+        self.estimate = estimate
+        self.seconds = seconds
+        self.method = method
+        self.model = apply(problem.model, estimate)
+        rows = []
+        for p in problem.parameters:
+            row = {"parameter": p.name, "estimate": estimate[p.name], "low": np.nan, "high": np.nan,
+                   "start": problem.start[p.name], "lower_bound": p.low, "upper_bound": p.high, "log": p.log,
+                   "low_at_bound": False, "high_at_bound": False}
+            if p.name in profiles:
+                lo, hi, lo_b, hi_b, _ = profiles[p.name]
+                row.update(low=p.from_unit(lo), high=p.from_unit(hi), low_at_bound=lo_b, high_at_bound=hi_b)
+            rows.append(row)
+        self.parameters = pd.DataFrame(rows).set_index("parameter")
+        #: each parameter's profile: its value and the rise of the profile deviance (3.84 at the 95% limits)
+        self.profiles = {name: pd.DataFrame([(problem.parameters[problem.names.index(name)].from_unit(t), 2 * (h - half_dev))
+                                             for t, h in pr[4]], columns=[name, "deviance_rise"]).sort_values(name)
+                         for name, pr in profiles.items()}
+        self.targets = self._target_table(sims)
+        self.history = pd.DataFrame(problem.history)
+
+    def _target_table(self, sims) -> pd.DataFrame:
+        pr = self.problem
+        rows = []
+        for i, (t, s) in enumerate(zip(pr.targets + pr.holdout, sims)):
+            f = pr.floor(s["n_sim"])
+            p = float(np.clip(s["rate"], f, 1 - f))
+            lo, hi = clopper_pearson(t.k, t.n)
+            r = float(_signed_deviance(float(t.k), float(t.n), p))
+            rows.append({"label": t.label, "arm": t.arm, "endpoint": t.endpoint, "k": t.k, "n": t.n,
+                         "published_rate": t.rate, "published_low": float(lo), "published_high": float(hi),
+                         "model_rate": s["rate"], "model_se": float(np.sqrt(p * (1 - p) / s["n_sim"])),
+                         "n_simulated": s["n_sim"], "objective": float(-binom.logpmf(t.k, t.n, p)),
+                         "deviance": r * r, "holdout": i >= len(pr.targets), "source": t.source})
+        return pd.DataFrame(rows)
+
+    @property
+    def objective(self) -> float:
+        """Minus the binomial log-likelihood of the fitted targets at the estimate."""
+        return float(self.targets.loc[~self.targets["holdout"], "objective"].sum())
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, r in self.parameters.iterrows():
+            ci = f" [{r['low']:.3g}, {r['high']:.3g}]" if np.isfinite(r["low"]) else ""
+            parts.append(f"{name} {r['estimate']:.3g}{ci}")
+        fit = self.targets[~self.targets["holdout"]]
+        held = int(self.targets["holdout"].sum())
+        return (f"<CalibrationResult: {', '.join(parts)}; {len(fit)} targets (deviance {fit['deviance'].sum():.2f})"
+                + (f", {held} held out" if held else "") + f"; {len(self.history)} simulations, {self.seconds:.0f} s"
+                "\n .parameters, .targets, .model, .history, .plot()>")
+
+    def plot(self):
+        """Published rate (Clopper-Pearson 95%) beside the model rate (+- 1.96
+        Monte Carlo SE) of every target; held-out targets marked.  Returns the figure."""
+        t = self.targets
+        fig = _figure(7.0, 0.45 * len(t) + 1.4)
+        ax = fig.subplots()
+        y = np.arange(len(t))[::-1]
+        ax.errorbar(t["published_rate"], y + 0.12, xerr=[t["published_rate"] - t["published_low"],
+                    t["published_high"] - t["published_rate"]], fmt="kd", capsize=3, label="published (95% CI)")
+        for held, color, name in ((False, "C0", "model (+-1.96 MC SE)"), (True, "C3", "model, held out")):
+            s = t["holdout"] == held
+            if s.any():
+                ax.errorbar(t.loc[s, "model_rate"], y[s.to_numpy()] - 0.12, xerr=1.96 * t.loc[s, "model_se"],
+                            fmt="o", color=color, capsize=3, label=name)
+        ax.set_yticks(y, t["label"])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of patients")
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,181 @@
+"""pkpd.calibrate: targets and parameters as data, the binomial objective with
+common random numbers, recovery of a known truth with profile intervals.
+
+The designs are small (two fixed-dose arms and placebo, 4 weeks) so that each
+simulation takes a fraction of a second.  "Published" counts come from the
+model's expected rates at a known truth, estimated by a large simulation with
+a seed the calibration never uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binom
+
+import pkpd
+from pkpd import Arm, Endpoints, Trial
+from pkpd.calibrate import (Calibrator, Parameter, Target, apply, calibrate, current_value, targets_frame,
+                            targets_from_frame)
+from pkpd.drugs import hetrombopag
+
+SRC = "simulated truth"
+MODEL = hetrombopag.model("itp")
+DESIGN = Trial((Arm("2.5 mg", 100, 2.5), Arm("5 mg", 100, 5.0), Arm("placebo", 150, 0.0)),
+               duration_days=28, endpoints=Endpoints(primary_day=28), model=MODEL, name="small")
+ARMS = ("2.5 mg", "5 mg", "placebo")
+PUBLISHED_N = 400  # per arm: a large "published" trial, so that the interval is narrow
+#: the known truth the "published" counts come from
+TRUTH = {"ec50": 12.0, "nonresponder_fraction": 0.3, "residual_plt.prop": 0.45}
+
+
+def _expected_rates(model, endpoint="responders_primary", replicates=40, seed=987):
+    """The model's expected rate per arm (a large run with its own seed)."""
+    res = replace(DESIGN, model=model).run(seed=seed, replicates=replicates, progress=False)
+    return res.one_endpoint(endpoint)[1]["estimate"]
+
+
+@pytest.fixture(scope="module")
+def truth_targets():
+    """Published counts at the truth: expected rate x n, rounded."""
+    rates = _expected_rates(apply(MODEL, TRUTH))
+    return [Target(DESIGN, "responders_primary", arm, int(round(rates[arm] * PUBLISHED_N)), PUBLISHED_N, SRC)
+            for arm in ARMS]
+
+
+def test_recovers_a_known_parameter_with_its_interval(truth_targets):
+    """The non-responder fraction from a wrong start (0.05): the estimate
+    lands near the truth (0.3) and the 95% profile interval covers it; fails
+    if the objective, the scaling or the profile search is wrong (e.g. an
+    interval at the start, or one that does not bracket the estimate)."""
+    known = apply(MODEL, {k: v for k, v in TRUTH.items() if k != "nonresponder_fraction"})
+    res = calibrate(truth_targets, [Parameter("nonresponder_fraction", 0.0, 0.8, log=False, start=0.05)], model=known,
+                    replicates=6, seed=3, progress=False)
+    row = res.parameters.loc["nonresponder_fraction"]
+    assert abs(row["estimate"] - 0.3) < 0.06
+    assert row["low"] < 0.3 < row["high"]
+    assert row["low"] < row["estimate"] < row["high"] and not row["low_at_bound"] and not row["high_at_bound"]
+    # the interval's ends are where the profile deviance rises by 3.84 (within the search tolerance)
+    prof = res.profiles["nonresponder_fraction"]
+    for end in ("low", "high"):
+        near = prof.iloc[(prof["nonresponder_fraction"] - row[end]).abs().argmin()]
+        assert abs(near["deviance_rise"] - 3.84) < 0.6
+    assert res.model.nonresponder_fraction == pytest.approx(row["estimate"])
+    assert (res.history["stage"] == "fit").sum() >= 3
+    assert "nonresponder_fraction" in repr(res) and "targets" in repr(res)
+
+
+def test_two_parameters_recovered(truth_targets):
+    """ec50 (the treated arms) and the visit noise (the placebo arm: counts
+    that cross 50 by noise alone) from a wrong start: near the truth (12
+    ng/mL, log SD 0.45); the treated 5 mg arm held out as a prediction."""
+    known = MODEL.with_(nonresponder_fraction=TRUTH["nonresponder_fraction"])
+    res = calibrate([truth_targets[0], truth_targets[2]],
+                    [Parameter("ec50", 2.0, 200.0, start=40.0), Parameter("residual_plt.prop", 0.15, 0.9, start=0.3)],
+                    holdout=[truth_targets[1]], model=known, replicates=6, seed=3, intervals=False, progress=False)
+    est = res.parameters["estimate"]
+    # ec50 moves a rate by ~3 points per halving: the Monte Carlo SE (~2 points) allows a factor ~1.6
+    assert abs(np.log(est["ec50"] / 12.0)) < 0.5
+    # the placebo rate moves by ~1 point per 0.1 of log SD: its Monte Carlo SE (~0.7 point) allows ~0.1
+    assert abs(np.log(est["residual_plt.prop"] / 0.45)) < 0.3
+    t = res.targets
+    assert list(t["holdout"]) == [False, False, True]
+    assert res.objective == pytest.approx(t.loc[~t["holdout"], "objective"].sum())
+    held = t[t["holdout"]].iloc[0]
+    assert abs(held["model_rate"] - held["published_rate"]) < 3 * np.hypot(held["model_se"], 0.025)
+
+
+def test_objective_is_the_binomial_log_likelihood(truth_targets):
+    """The objective at a point equals -sum binom.logpmf(k, n, p) with p the
+    rates of an independent run of the same design, model and seed."""
+    problem = Calibrator(truth_targets, [Parameter("ec50", 2.0, 200.0)], replicates=4, seed=11, progress=False)
+    got = problem.objective({"ec50": 15.0})
+    run = replace(DESIGN, model=MODEL.with_typical(ec50=15.0))
+    rates = run.run(seed=problem.seeds[0], replicates=4, progress=False).one_endpoint("responders_primary")[1]["estimate"]
+    n_sim = np.array([a.n * 4 for a in DESIGN.arms])
+    floor = 0.5 / (n_sim + 1)
+    p = np.clip(rates[list(ARMS)].to_numpy(), floor, 1 - floor)
+    k = np.array([t.k for t in truth_targets])
+    assert got == pytest.approx(-binom.logpmf(k, PUBLISHED_N, p).sum(), rel=1e-12)
+
+
+def test_a_simulated_zero_is_floored():
+    """A placebo target with no simulated responders gives a finite objective
+    at the documented floor 0.5 / (n_sim + 1), not -inf."""
+    t = Target(DESIGN, "responders_primary", "placebo", 3, 85, SRC)
+    problem = Calibrator([t], [Parameter("ec50", 2.0, 200.0)],
+                         model=apply(MODEL, {"residual_plt.prop": 0.0, "baseline.noise": 0.0}),
+                         replicates=2, seed=1, progress=False)
+    sim = problem.simulate({"ec50": 20.0})[0]
+    assert sim["rate"] == 0.0
+    assert problem.objective({"ec50": 20.0}) == pytest.approx(-binom.logpmf(3, 85, 0.5 / (sim["n_sim"] + 1)))
+
+
+def test_common_random_numbers(truth_targets):
+    """Two problems with the same seed give identical objectives; the rate
+    of a treated arm never rises with EC50 over a grid (the same patients and
+    noise at every point, so the curve is monotone, not jittered)."""
+    params = [Parameter("ec50", 2.0, 200.0)]
+    a = Calibrator(truth_targets, params, replicates=3, seed=5, progress=False)
+    b = Calibrator(truth_targets, params, replicates=3, seed=5, progress=False)
+    assert a.objective({"ec50": 17.0}) == b.objective({"ec50": 17.0})
+    rates = [a.simulate({"ec50": x})[1]["rate"] for x in (5.0, 8.0, 12.0, 20.0, 35.0, 60.0)]
+    assert all(np.diff(rates) <= 0) and rates[0] > rates[-1]
+
+
+@pytest.mark.parametrize("values", [{"ec50": 40.0}, {"nonresponder_fraction": 0.4}, {"residual_plt.prop": 0.3},
+                                    {"lifespan": 90.0}])
+def test_parameters_do_not_shift_the_random_streams(values):
+    """Changing a calibrated parameter leaves every other patient draw as it
+    was: the same baseline, clearance and visit-noise draws (noise ratio of
+    observed to true count at day 0 compared on the log scale)."""
+    def draws(model):
+        res = replace(DESIGN, model=model).run(seed=4, replicates=2, progress=False)
+        p = res.parameters
+        led = res.ledger
+        eps = np.log(led["observed"] / led["true"])[led["day"] == 0].to_numpy()
+        return p, eps
+
+    p0, e0 = draws(MODEL)
+    p1, e1 = draws(apply(MODEL, values))
+    for col in ("plt0", "cl", "v", "ka"):
+        np.testing.assert_array_equal(p0[col], p1[col])
+    scale = current_value(apply(MODEL, values), "residual_plt.prop") / MODEL.residual_plt.prop
+    np.testing.assert_allclose(e1, e0 * scale, rtol=1e-6, atol=1e-9)
+    if "nonresponder_fraction" in values:  # the same lottery: responders at 40% are responders at 15%
+        assert not (p1["responder"] & ~p0["responder"]).any()
+    else:
+        np.testing.assert_array_equal(p0["responder"], p1["responder"])
+
+
+def test_parameter_names_address_the_model():
+    """Typical values, number fields and dotted names inside dataclass fields."""
+    m = apply(MODEL, {"ec50": 9.0, "nonresponder_fraction": 0.3, "residual_plt.prop": 0.25, "baseline.median": 28.0})
+    assert m.typical["ec50"] == 9.0 and m.nonresponder_fraction == 0.3
+    assert m.residual_plt.prop == 0.25 and m.residual_plt.lognormal
+    assert m.baseline.median == 28.0 and m.baseline.noise == MODEL.baseline.noise
+    assert current_value(m, "baseline.median") == 28.0
+
+
+def test_targets_round_trip_through_a_csv(tmp_path):
+    """Targets -> DataFrame -> CSV -> targets, with a scenario path as design."""
+    path = str(pkpd.__file__).replace("pkpd/__init__.py", "scenarios/itp_phase3.toml")
+    targets = [Target(path, "responders_primary", "placebo", 5, 85, "Mei et al., J Hematol Oncol 2021;14:37"),
+               Target(path, "responded_once", "5 mg + titration", 148, 171, "Mei 2021", label="5 mg once")]
+    frame = targets_frame(targets)
+    frame.to_csv(tmp_path / "targets.csv", index=False)
+    back = targets_from_frame(tmp_path / "targets.csv")
+    assert back == targets
+    assert targets_from_frame(frame) == targets
+    assert list(pd.read_csv(tmp_path / "targets.csv")["k"]) == [5, 148]
+
+
+def test_plot_shows_every_target(truth_targets):
+    res = calibrate(truth_targets[:2], [Parameter("ec50", 2.0, 200.0, start=12.0)], holdout=truth_targets[2:],
+                    replicates=2, seed=1, intervals=False, max_evaluations=2, progress=False)
+    fig = res.plot()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == list(res.targets["label"])

@@ -31,6 +31,7 @@ from .model import (
     build_model,
     concentration_observation,
     deprecated,
+    hetrombopag_saturable_model,
     theophylline_model,
 )
 from .pkpd_model import (
@@ -54,7 +55,7 @@ from .simulate_pkpd import simulate_pkpd_records
 __all__ = [
     "BuiltModel", "CompiledTerms", "ConvergenceWarning", "Covariate", "Diagnostics", "FitData", "Observation", "Param",
     "PopPKModel", "ResidualError", "as_dataset", "build_model", "diagnose", "dose_design", "fit", "flatten",
-    "theophylline_model", "UninformedParameterWarning",
+    "theophylline_model", "hetrombopag_saturable_model", "UninformedParameterWarning",
     "HETROMBOPAG_PD_PARAMS", "fit_sequential", "hetrombopag_pkpd_model", "individual_pk_medians",
     "concentration_observation", "platelet_endpoint", "platelet_observation", "sequential_pd_model",
     "simulate_pkpd_records",

@@ -12,8 +12,9 @@ density by hand, the way mrgsolve keeps a separate fast path for its hot loop:
 * :func:`_residual`: Normal residuals (additive, proportional, combined) and
   Beal's M3 ``log Phi`` for BLQ rows, with HalfNormal residual SDs;
 * the predictions: :func:`pkpd.popfit.pk_op.conc_jacobian` (any PK structure
-  of :mod:`pkpd.popfit.structures`, by its code; the loop of the Op's forward
-  and reverse passes) and, with
+  of :mod:`pkpd.popfit.structures`, by its code: superposed, or for a
+  nonlinear model integrated in sequence with its sensitivities; the loop of
+  the Op's forward and reverse passes) and, with
   platelets, :func:`pkpd.popfit.platelet_op.platelet_forward` /
   ``platelet_vjp`` -- the kernels the PyTensor Ops run.
 
@@ -68,14 +69,15 @@ FIELDS = (
     "cov_param", "cov_pos", "cov_mu", "cov_sd", "lcov",  # per covariate effect; lcov (C, S) = log(COV / ref)
     "om_pos", "om_scale", "centred", "eta_pos",  # per parameter: log omega position (-1: no IIV) ...
     "conc_rows", "conc_subject", "conc_tau", "conc_amount", "conc_ii", "conc_steady",  # the concentrations:
-    "conc_dv", "conc_lloq",  # row of each structure parameter among the parameters, the dose design, data
+    "conc_dv", "conc_lloq",  # row of each structure parameter among the parameters, the dose design, data,
+    "conc_episodes", "conc_order", "conc_time", "conc_dose_time", "conc_dose_amount",  # its dose episodes
     "plt_rows", "plt_subjects", "plt_fixed_pk",  # platelets: parameter of each kernel row, subjects, fixed PK
     "plt_dose", "plt_mapped", "plt_obs_subject", "plt_obs_step", "plt_tau", "plt_lags", "plt_coef",
     "plt_gz", "plt_gw", "plt_dv", "plt_lloq",
     "out_pos", "out_exp", "out_eta",  # expand: x position of each output, exp() or not; IIV rows for etas
 )
 _INT_FIELDS = {"ints", "tv_pos", "cov_param", "cov_pos", "om_pos", "centred", "eta_pos", "conc_rows", "conc_subject",
-               "conc_steady", "plt_rows",
+               "conc_steady", "conc_episodes", "conc_order", "plt_rows",
                "plt_subjects", "plt_mapped", "plt_obs_subject", "plt_obs_step", "out_pos", "out_exp", "out_eta"}
 _T = {name: k for k, name in enumerate(FIELDS)}
 _T_INTS, _T_FLOATS = _T["ints"], _T["floats"]
@@ -333,13 +335,16 @@ def _log_density_pk(x, grad, table):
     tau, amount, ii = _f(table, _T_CONC + 2)[0], _f(table, _T_CONC + 3)[0], _f(table, _T_CONC + 4)[0]
     steady = _i(table, _T_CONC + 5)[0]
     dv, lloq = _f(table, _T_CONC + 6)[0, 0], _f(table, _T_CONC + 7)[0, 0]
+    episodes, order, time = _i(table, _T_CONC + 8)[0], _i(table, _T_CONC + 9)[0, 0], _f(table, _T_CONC + 10)[0, 0]
+    dose_time, dose_amount = _f(table, _T_CONC + 11)[0, 0], _f(table, _T_CONC + 12)[0, 0]
     code = ints[I_CONC_CODE]
     pk = np.empty((rows.size, S))
     for r in range(rows.size):
         for i in range(S):
             pk[r, i] = ind[rows[r], i]
     scale = floats[F_CONC_SCALE]
-    pred, jac = conc_jacobian(code, pk, subject, tau, amount, ii, steady, scale)
+    pred, jac = conc_jacobian(code, pk, subject, tau, amount, ii, steady, episodes, order, time, dose_time,
+                              dose_amount, scale)
     lp_obs, g_pred = _residual(pred, dv, lloq, ints[I_CONC_NQ], x, ints[I_CONC_SP], ints[I_CONC_SA],
                                floats[F_CONC_SP_SCALE], floats[F_CONC_SA_SCALE], grad)
     for i in range(subject.size):  # d/d log p = p d/dp

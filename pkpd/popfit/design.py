@@ -31,19 +31,28 @@ from ..regimen import CONC_CMT, PLATELET_CMT, Regimen  # noqa: F401 (re-exported
 
 @dataclass(frozen=True)
 class DoseDesign:
-    """Active doses of each observation, padded to a rectangle.
+    """Active doses of each observation, padded to a rectangle (what superposition
+    needs), and each observation's dose episode (what a nonlinear model integrating
+    the doses in sequence needs).
 
     tau : (n_obs, n_doses) h from each active dose to the observation (0 on padding).
     amount : (n_obs, n_doses) mg (0 on padding, so padding contributes nothing).
     ii : (n_obs, n_doses) h, steady-state dosing interval (1.0 where not steady
         state, a safe value that keeps unused PyTensor branches finite).
     steady : (n_obs, n_doses) bool, dose is a steady-state train (SS 1 or 2).
+    time : (n_obs,) h, the observation times.
+    episode : (n_obs,) int, the observation's index into ``episodes``.
+    episodes : one :class:`DoseEpisode` per subject and reset: the doses from an
+        empty system on.
     """
 
     tau: np.ndarray
     amount: np.ndarray
     ii: np.ndarray
     steady: np.ndarray
+    time: np.ndarray | None = None
+    episode: np.ndarray | None = None
+    episodes: tuple = ()
 
     @property
     def any_steady(self) -> bool:
@@ -56,7 +65,43 @@ class DoseDesign:
     def take(self, rows) -> "DoseDesign":
         """The design of a subset of observations."""
         rows = np.asarray(rows)
-        return DoseDesign(self.tau[rows], self.amount[rows], self.ii[rows], self.steady[rows])
+        sub = (lambda a: None if a is None else a[rows])  # noqa: E731
+        return DoseDesign(self.tau[rows], self.amount[rows], self.ii[rows], self.steady[rows],
+                          sub(self.time), sub(self.episode), self.episodes)
+
+    def sequence(self) -> tuple:
+        """The observations grouped by episode, for kernels that integrate the doses
+        in sequence: ``episodes`` (E, 5) int64 rows ``(subject, first, end, first
+        dose, end dose)`` into ``order`` (n_obs,) (observation rows by episode, then
+        time), ``time`` (n_obs,) h in that order, and ``dose_time`` (h) /
+        ``dose_amount`` (mg) of all episodes' doses, concatenated."""
+        n = self.tau.shape[0]
+        if self.episode is None:
+            raise ValueError("this DoseDesign has no dose episodes; build it with dose_design()")
+        order = np.lexsort((self.time, self.episode)).astype(np.int64)
+        counts = np.bincount(self.episode, minlength=len(self.episodes)) if n else np.zeros(len(self.episodes), int)
+        ends = np.cumsum(counts)
+        dose_counts = np.array([ep.times.size for ep in self.episodes], dtype=np.int64)
+        dose_ends = np.cumsum(dose_counts)
+        table = np.zeros((len(self.episodes), 5), np.int64)
+        for e, ep in enumerate(self.episodes):
+            table[e] = (ep.subject, ends[e] - counts[e], ends[e], dose_ends[e] - dose_counts[e], dose_ends[e])
+        dose_time = np.concatenate([ep.times for ep in self.episodes] + [np.zeros(0)])
+        dose_amount = np.concatenate([ep.amounts for ep in self.episodes] + [np.zeros(0)])
+        return (table, order, np.ascontiguousarray(self.time[order], dtype=float),
+                np.ascontiguousarray(dose_time, dtype=float), np.ascontiguousarray(dose_amount, dtype=float))
+
+
+@dataclass(frozen=True)
+class DoseEpisode:
+    """The doses of one subject from an empty system on (its first dose, or a
+    reset, EVID 3/4) up to the next reset.  subject : index; times : (n,) h;
+    amounts : (n,) mg; steady : any of them a steady-state dose (SS 1/2)."""
+
+    subject: int
+    times: np.ndarray
+    amounts: np.ndarray
+    steady: bool = False
 
 
 def dose_design(regimens, subject, times) -> DoseDesign:
@@ -70,9 +115,12 @@ def dose_design(regimens, subject, times) -> DoseDesign:
     n = times.size
     per_obs = []  # (obs rows, dose indices (rows x width), regimen arrays)
     width = 1
+    episode = np.zeros(n, dtype=np.int64)
+    episodes = []
     for s in np.unique(subject):
         reg: Regimen = regimens[s]
         rows = np.flatnonzero(subject == s)
+        episode[rows] = _episodes(int(s), reg, times[rows], episodes)
         if len(reg) == 0:
             continue
         t_dose = reg.times
@@ -100,7 +148,25 @@ def dose_design(regimens, subject, times) -> DoseDesign:
         is_ss = valid & (ss[jj] > 0)
         steady[rows] = is_ss
         ii[rows] = np.where(is_ss, d_ii[jj], 1.0)
-    return DoseDesign(tau, amount, ii, steady)
+    return DoseDesign(tau, amount, ii, steady, times, episode, tuple(episodes))
+
+
+def _episodes(subject: int, reg: Regimen, times: np.ndarray, episodes: list) -> np.ndarray:
+    """Append the :class:`DoseEpisode` s of one subject's ``reg`` to ``episodes``
+    (a reset starts a new one) and return the episode index of each of its
+    observation ``times`` (NONMEM order: a dose or reset at t comes first)."""
+    t_dose = reg.times
+    starts = [0] + [k for k, d in enumerate(reg.doses) if d.reset and k > 0]
+    first = len(episodes)
+    for lo, hi in zip(starts, starts[1:] + [len(reg)]):
+        doses = reg.doses[lo:hi]
+        episodes.append(DoseEpisode(subject, np.array([d.time for d in doses], dtype=float),
+                                    np.array([d.amount for d in doses], dtype=float), any(d.ss for d in doses)))
+    if len(reg) == 0:
+        return np.full(times.size, first, dtype=np.int64)
+    last = np.searchsorted(t_dose, times, side="right") - 1  # last dose at or before each observation
+    k = np.searchsorted(np.array(starts), np.maximum(last, 0), side="right") - 1
+    return (first + k).astype(np.int64)
 
 
 @dataclass(frozen=True)

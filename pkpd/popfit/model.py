@@ -65,9 +65,11 @@ from ..checks import PKPDInputError
 from ..drugs import hetrombopag, theophylline
 from ..exposure import PKModel
 from ..one_compartment import OneCompartmentOral
+from ..saturable import OneCompartmentSaturable
 from . import kernels, structures
 from .design import CONC_CMT, FitData, ObservationBlock, as_dataset, flatten
 from .pk_op import (
+    DESIGN_FIELDS,
     concentrations_numpy,
     concentrations_op,
     concentrations_tensor,
@@ -304,11 +306,10 @@ class ConcentrationPrediction:
     def compiled(self, spec: "PopPKModel", data: FitData, block: ObservationBlock) -> CompiledTerms:
         """The compiled density's concentration kernel: the structure's code, the
         rows of its parameters among the model's, and the dose design."""
-        tau, amount, ii, steady = design_arrays(block.design)
         return CompiledTerms(
             "concentration",
             arrays={"rows": [spec.param_names.index(n) for n in self.structure.PARAMETERS], "subject": block.subject,
-                    "tau": tau, "amount": amount, "ii": ii, "steady": steady},
+                    **dict(zip(DESIGN_FIELDS, design_arrays(block.design)))},
             header={"code": structures.code(self.structure)},
             unsupported="steady-state doses" if block.design.any_steady else None,
         )
@@ -348,6 +349,21 @@ HETROMBOPAG_PARAMS = tuple(
     for name, unit in OneCompartmentOral.PARAMETERS.items()
 )
 
+
+#: Hetrombopag PK priors of the saturable model (:class:`pkpd.saturable.OneCompartmentSaturable`):
+#: centred on its typical values (``SATURABLE_*`` of :mod:`pkpd.drugs.hetrombopag`, with their
+#: sources), log-SD 1; IIV priors on ka, cl and v as :data:`HETROMBOPAG_PARAMS`, none on vmax and km
+#: (population values: a subject seen at one dose level cannot separate them from its own cl).
+HETROMBOPAG_SATURABLE_PARAMS = tuple(
+    Param(name, value, 1.0,
+          halfnormal_scale_for_median(omega_from_cv(hetrombopag.HEALTHY_IIV[name]))
+          if name in hetrombopag.HEALTHY_IIV else None, unit,
+          hetrombopag.SATURABLE_SOURCES[name]
+          + (f"; IIV {hetrombopag.HEALTHY_IIV[name]:.1%} CV" if name in hetrombopag.HEALTHY_IIV else ""))
+    for (name, unit), value in zip(OneCompartmentSaturable.PARAMETERS.items(),
+                                   (hetrombopag.SATURABLE_KA, hetrombopag.SATURABLE_CL, hetrombopag.SATURABLE_V,
+                                    hetrombopag.SATURABLE_VMAX, hetrombopag.SATURABLE_KM))
+)
 
 #: The clearance parameter of the ``ka_above_k`` barrier, L/h (k = CL / central volume).
 CLEARANCE = "cl"
@@ -531,6 +547,19 @@ def theophylline_model(**changes) -> PopPKModel:
     return dataclasses.replace(model, **changes)
 
 
+def hetrombopag_saturable_model(**changes) -> PopPKModel:
+    """Hetrombopag PK with saturable elimination
+    (:class:`pkpd.saturable.OneCompartmentSaturable`, parameters ka 1/h, cl L/h,
+    v L, vmax mg/h, km ng/mL) and the priors :data:`HETROMBOPAG_SATURABLE_PARAMS`;
+    concentrations in ng/mL, 20% proportional error prior median.  Vmax and Km
+    are told apart only by the dose-dependence of the profiles: fit several
+    dose levels (e.g. the 5-40 mg single ascending doses).  ``changes`` are
+    :class:`PopPKModel` fields."""
+    fields = {"params": HETROMBOPAG_SATURABLE_PARAMS, "pk": OneCompartmentSaturable,
+              "name": "one-compartment oral, saturable elimination (hetrombopag priors)", **changes}
+    return PopPKModel(**fields)
+
+
 # ================================================================= individual parameters
 def individual_params(xp, model: PopPKModel, typical: dict, thetas: dict, etas: dict, data: FitData) -> dict:
     """Individual parameters ``{name: (..., n_subjects)}``.
@@ -646,6 +675,8 @@ def prepare(model: PopPKModel, data, check_units: bool = True) -> BuiltModel:
             f"the data have no concentration observations (CMT {CONC_CMT}) left to fit; "
             f"CMTs present: {sorted(fit_data.blocks)}."
         )
+    if not structures.linear(model.pk):
+        _check_sequential_doses(model, fit_data)
     if check_units:
         _check_magnitude(model, fit_data)
     for ep in endpoints:
@@ -765,6 +796,20 @@ def _iiv(pm, pt, model: PopPKModel, iiv: list[str], population_log: dict) -> dic
             z = pm.Normal(f"eta_{n}_z", 0.0, 1.0, dims="subject")
             out[n] = pm.Deterministic(f"eta_{n}", omega * z, dims="subject")
     return out
+
+
+def _check_sequential_doses(model: PopPKModel, data: FitData) -> None:
+    """Raise for doses a nonlinear PK model cannot take: it integrates each
+    subject's doses in sequence, and a steady-state dose (SS 1/2) would need
+    the fixed point of the nonlinear dose-to-dose map."""
+    for sid, reg in zip(data.ids, data.regimens):
+        for d in reg.doses:
+            if d.ss:
+                raise PKPDInputError(
+                    f"SS: subject ID {sid!r} has a steady-state dose (SS={d.ss}) at {d.time:g} h, which "
+                    f"pk={model.pk.__name__} (nonlinear) cannot fit; give the doses leading to steady state "
+                    f"explicitly (SS=0, e.g. with ADDL), or fit a linear PK model."
+                )
 
 
 def _check_magnitude(model: PopPKModel, data: FitData) -> None:

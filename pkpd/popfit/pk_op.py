@@ -8,6 +8,12 @@ One loop over the observations and their active doses, for every PK model
     d/dp_s sum_i g_i C_i = scale sum_i g_i sum_d amount_id du/dp(tau_id; p_s)
 
 (steady-state doses use the model's ``unit_response_ss`` with their interval).
+
+A nonlinear structure (:func:`pkpd.popfit.structures.sequential`) cannot
+superpose: per dose episode (one subject's doses from an empty system,
+:class:`~pkpd.popfit.design.DoseEpisode`) its kernel integrates the doses in
+sequence and gives the concentrations at the episode's observation times with
+their forward sensitivities, ``d C_i / d p_s``, the same Jacobian.
 The Op takes the per-subject parameters, (P, S) in the model's ``PARAMETERS``
 order, so the gather ``p[subject]`` and its scatter-add gradient happen inside
 the loop.  The same two loops are the concentration term of the compiled log
@@ -30,7 +36,8 @@ import numpy as np
 
 from ..one_compartment import OneCompartmentOral
 from . import kernels, structures
-from .structures import unit_response
+from ..units import MG_PER_L_TO_NG_PER_ML
+from .structures import conc_sequence, sequential, unit_response
 
 
 # ================================================================= forward and reverse
@@ -42,10 +49,8 @@ def _column(params, s, p):
 
 
 @numba.njit(cache=True)
-def conc_jacobian(code, params, subject, tau, amount, ii, steady, scale):
-    """Concentrations (n_obs,) of structure ``code`` for ``params`` (P, S) per
-    subject, and their derivatives (n_obs, P) in the parameters of each
-    observation's subject: one kernel call per observation and dose."""
+def _superposed(code, params, subject, tau, amount, ii, steady, scale):
+    """Concentrations and Jacobian of a linear structure: one kernel call per observation and dose."""
     p, grad = np.empty(params.shape[0]), np.empty(params.shape[0])
     out, jac = np.zeros(subject.size), np.zeros((subject.size, params.shape[0]))
     for i in range(subject.size):
@@ -60,15 +65,60 @@ def conc_jacobian(code, params, subject, tau, amount, ii, steady, scale):
 
 
 @numba.njit(cache=True)
-def conc_forward(code, params, subject, tau, amount, ii, steady, scale):
-    """Concentrations (n_obs,) of structure ``code`` for ``params`` (P, S) per subject."""
-    return conc_jacobian(code, params, subject, tau, amount, ii, steady, scale)[0]
+def _sequenced(code, params, n_obs, episodes, order, time, dose_time, dose_amount, scale, with_jacobian):
+    """Concentrations and (``with_jacobian``) Jacobian of a nonlinear structure:
+    one kernel call per dose episode, over its observation times."""
+    P = params.shape[0]
+    p = np.empty(P)
+    out = np.zeros(n_obs)
+    jac = np.zeros((n_obs, P if with_jacobian else 0))
+    factor = scale / MG_PER_L_TO_NG_PER_ML  # the kernel gives ng/mL
+    for e in range(episodes.shape[0]):
+        s, lo, hi, d_lo, d_hi = episodes[e, 0], episodes[e, 1], episodes[e, 2], episodes[e, 3], episodes[e, 4]
+        if hi == lo:
+            continue
+        _column(params, s, p)
+        conc = np.empty(hi - lo)
+        sens = np.empty((hi - lo, P if with_jacobian else 0))
+        if conc_sequence(code, p, dose_time[d_lo:d_hi], dose_amount[d_lo:d_hi], time[lo:hi], conc, sens) != 0:
+            # the integration gave up (a step budget exhausted): never a number that was not computed
+            raise ValueError("the PK model's integration failed for these parameters (too many steps)")
+        for j in range(hi - lo):
+            i = order[lo + j]
+            out[i] = factor * conc[j]
+            for k in range(sens.shape[1]):
+                jac[i, k] = factor * sens[j, k]
+    return out, jac
 
 
 @numba.njit(cache=True)
-def conc_vjp(code, params, subject, tau, amount, ii, steady, scale, g):
+def conc_jacobian(code, params, subject, tau, amount, ii, steady, episodes, order, time, dose_time, dose_amount,
+                  scale):
+    """Concentrations (n_obs,) of structure ``code`` for ``params`` (P, S) per
+    subject, and their derivatives (n_obs, P) in the parameters of each
+    observation's subject: by superposition over ``tau``, ``amount``, ``ii``,
+    ``steady``, or for a nonlinear structure in sequence over the dose
+    episodes (``episodes`` ... ``dose_amount``, :meth:`DoseDesign.sequence`)."""
+    if sequential(code):
+        return _sequenced(code, params, subject.size, episodes, order, time, dose_time, dose_amount, scale, True)
+    return _superposed(code, params, subject, tau, amount, ii, steady, scale)
+
+
+@numba.njit(cache=True)
+def conc_forward(code, params, subject, tau, amount, ii, steady, episodes, order, time, dose_time, dose_amount,
+                 scale):
+    """Concentrations (n_obs,) of structure ``code`` for ``params`` (P, S) per subject."""
+    if sequential(code):  # no sensitivities: the kernel integrates the states only
+        return _sequenced(code, params, subject.size, episodes, order, time, dose_time, dose_amount, scale, False)[0]
+    return _superposed(code, params, subject, tau, amount, ii, steady, scale)[0]
+
+
+@numba.njit(cache=True)
+def conc_vjp(code, params, subject, tau, amount, ii, steady, episodes, order, time, dose_time, dose_amount, scale,
+             g):
     """Gradient (P, S) of ``sum_i g_i C_i`` with respect to ``params``."""
-    jac = conc_jacobian(code, params, subject, tau, amount, ii, steady, scale)[1]
+    jac = conc_jacobian(code, params, subject, tau, amount, ii, steady, episodes, order, time, dose_time,
+                        dose_amount, scale)[1]
     out = np.zeros(params.shape)
     for i in range(subject.size):
         for k in range(params.shape[0]):
@@ -76,10 +126,17 @@ def conc_vjp(code, params, subject, tau, amount, ii, steady, scale, g):
     return out
 
 
+#: The names of :func:`design_arrays`, in order (the loops' arguments after ``subject``).
+DESIGN_FIELDS = ("tau", "amount", "ii", "steady", "episodes", "order", "time", "dose_time", "dose_amount")
+
+
 def design_arrays(design) -> tuple:
-    """``(tau, amount, ii, steady)`` of a :class:`~pkpd.popfit.design.DoseDesign` as the loops take them."""
+    """The arrays of :data:`DESIGN_FIELDS` of a :class:`~pkpd.popfit.design.DoseDesign`
+    as the loops take them: the padded superposition design, then its dose
+    episodes (:meth:`~pkpd.popfit.design.DoseDesign.sequence`)."""
     return (np.ascontiguousarray(design.tau, dtype=float), np.ascontiguousarray(design.amount, dtype=float),
-            np.ascontiguousarray(design.ii, dtype=float), np.ascontiguousarray(design.steady, dtype=np.int64))
+            np.ascontiguousarray(design.ii, dtype=float), np.ascontiguousarray(design.steady, dtype=np.int64),
+            *design.sequence())
 
 
 def concentrations_numpy(structure, indiv: dict, subject, design, scale: float = 1.0) -> np.ndarray:
@@ -119,7 +176,7 @@ def _pytensor_ops():
             self.code, self.scale = int(code), float(scale)
 
     class ConcOp(_ConcOpBase):
-        """``ConcOp(code, scale)(params (P, S), subject, tau, amount, ii, steady)`` -> concentrations (n_obs,)."""
+        """``ConcOp(code, scale)(params (P, S), subject, *design_arrays)`` -> concentrations (n_obs,)."""
 
         def make_node(self, params, *constants):
             inputs = [pt.as_tensor_variable(x) for x in (params, *constants)]
@@ -136,7 +193,7 @@ def _pytensor_ops():
             return [grad] + [DisconnectedType()() for _ in inputs[1:]]
 
     class ConcVJPOp(_ConcOpBase):
-        """Gradient (P, S) of ``sum_i g_i C_i``: ``ConcVJPOp(code, scale)(params, subject, tau, amount, ii, steady, g)``."""
+        """Gradient (P, S) of ``sum_i g_i C_i``: ``ConcVJPOp(code, scale)(params, subject, *design_arrays, g)``."""
 
         def make_node(self, *inputs):
             return Apply(self, [pt.as_tensor_variable(x) for x in inputs], [pt.dmatrix()])
@@ -150,8 +207,9 @@ def _pytensor_ops():
         code, scale = op.code, op.scale
 
         @numba_njit
-        def forward(params, subject, tau, amount, ii, steady):
-            return conc_forward(code, params, subject, tau, amount, ii, steady, scale)
+        def forward(params, subject, tau, amount, ii, steady, episodes, order, time, dose_time, dose_amount):
+            return conc_forward(code, params, subject, tau, amount, ii, steady, episodes, order, time, dose_time,
+                                dose_amount, scale)
 
         return forward, _SOURCE_VERSION
 
@@ -160,8 +218,9 @@ def _pytensor_ops():
         code, scale = op.code, op.scale
 
         @numba_njit
-        def vjp(params, subject, tau, amount, ii, steady, g):
-            return conc_vjp(code, params, subject, tau, amount, ii, steady, scale, g)
+        def vjp(params, subject, tau, amount, ii, steady, episodes, order, time, dose_time, dose_amount, g):
+            return conc_vjp(code, params, subject, tau, amount, ii, steady, episodes, order, time, dose_time,
+                            dose_amount, scale, g)
 
         return vjp, _SOURCE_VERSION
 

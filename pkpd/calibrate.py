@@ -197,6 +197,14 @@ def targets_from_frame(frame) -> list[Target]:
     return out
 
 
+def scenario_targets(design, endpoints=None) -> list[Target]:
+    """The published results of a scenario file (its ``[[arms.published]]``
+    tables) as targets, optionally only those of ``endpoints`` (names)."""
+    scenario = design if isinstance(design, Scenario) else load_scenario(design)
+    return [Target(scenario, p.endpoint, arm, p.responders, p.n, p.source, f"{scenario.name}: {arm}: {p.endpoint}")
+            for arm, p in scenario.published_all if endpoints is None or p.endpoint in endpoints]
+
+
 def _as_targets(targets, what: str) -> list[Target]:
     if isinstance(targets, (pd.DataFrame, str, Path)):
         return targets_from_frame(targets)

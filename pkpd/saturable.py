@@ -48,7 +48,7 @@ import numpy as np
 from . import ode
 from .checks import PKPDInputError, plain
 from .exposure import PKModel
-from .one_compartment import _propagators, bateman
+from .one_compartment import OneCompartmentOral, bateman
 from .regimen import Regimen
 
 #: Relative tolerance of the Dormand-Prince error control: concentrations are
@@ -489,18 +489,12 @@ class OneCompartmentSaturable(PKModel):
         elimination cl/v, the saturable path then removing a near-constant Vmax.
         That is the regime of the drug's effect (Km is far below EC50), so the
         platelet solver's step heuristics read it; concentrations never do."""
-        taus = np.ascontiguousarray(taus, dtype=float)
-        out = np.empty((p["ka"].size, taus.size, 2, 2))
-        _propagators(p["ka"], p["cl"] / p["v"], taus, out)
-        return out
+        return OneCompartmentOral.propagators(p, taus)
 
     @classmethod
     def rate_matrix(cls, p) -> np.ndarray:
         """``K`` of the linear part above Km (see :meth:`propagators`), (n_subjects, 2, 2), 1/h."""
-        ka, k = p["ka"], p["cl"] / p["v"]
-        out = np.zeros((ka.size, 2, 2))
-        out[:, 0, 0], out[:, 1, 0], out[:, 1, 1] = -ka, ka, -k
-        return out
+        return OneCompartmentOral.rate_matrix(p)
 
     @classmethod
     def theta(cls, p) -> np.ndarray:

@@ -183,24 +183,24 @@ def test_stage_api_transforms_and_toml_spell_the_same_stage(tmp_path):
 def test_first_in_patient_scenario_and_its_other_reading(tmp_path):
     sc = load_scenario(FIP)
     assert [(a.start_mg, a.n) for a in sc.trial.arms] == [(2.5, 8), (5.0, 12), (7.5, 12)]
-    assert all([s.kind for s in a.stages] == ["fixed", "off"] for a in sc.trial.arms)
+    assert all([s.kind for s in a.stages] == ["fixed", "fixed"] for a in sc.trial.arms)
     assert sc.trial.endpoints.primary_day == 28
     res = sc.run(progress=False)
     led = res.ledger
-    assert (led.loc[led["day"] == 21, "dose_before_mg"] == 0).all()  # off drug from day 14
-    records = res.to_nonmem()
-    doses = records[records["EVID"] == 1]
-    total = (doses["AMT"] * (doses["ADDL"] + 1)).groupby(doses["ID"]).sum()
-    start = res.parameters.set_index("ID")["arm"].map({a.name: a.start_mg for a in sc.trial.arms}).astype(float)
-    np.testing.assert_allclose(total, 14 * start[total.index])  # 14 once-daily doses each, in the NONMEM records
+    dose = led.loc[led["day"] == 21].groupby("arm", observed=True)["dose_before_mg"].unique()
+    assert {k: list(v) for k, v in dose.items()} == {"2.5 mg": [2.5], "5 mg": [5.0], "7.5 mg": [7.5]}  # on drug to day 28
     primary = res.endpoints.set_index(["endpoint", "arm"]).loc["responders_primary"]
     assert primary["published_n"].tolist() == [8, 12, 12]
-    # the other reading, on drug to day 28, is the one-line change the file describes
-    other = tmp_path / "fip_on_drug.toml"
-    other.write_text(FIP.read_text().replace('kind = "off"', 'kind = "fixed"'))
-    on = load_scenario(other).run(progress=False).ledger
-    dose = on.loc[on["day"] == 21].groupby("arm", observed=True)["dose_before_mg"].unique()
-    assert {k: list(v) for k, v in dose.items()} == {"2.5 mg x14 d": [2.5], "5 mg x14 d": [5.0], "7.5 mg x14 d": [7.5]}
+    # the other reading, 14 days on drug then off, is the one-line change the file describes
+    other = tmp_path / "fip_off_drug.toml"
+    other.write_text(FIP.read_text().replace('kind = "fixed"           # reading', 'kind = "off"  # reading'))
+    off = load_scenario(other).run(progress=False)
+    assert (off.ledger.loc[off.ledger["day"] == 21, "dose_before_mg"] == 0).all()  # off drug from day 14
+    records = off.to_nonmem()
+    doses = records[records["EVID"] == 1]
+    total = (doses["AMT"] * (doses["ADDL"] + 1)).groupby(doses["ID"]).sum()
+    start = off.parameters.set_index("ID")["arm"].map({a.name: a.start_mg for a in sc.trial.arms}).astype(float)
+    np.testing.assert_allclose(total, 14 * start[total.index])  # 14 once-daily doses each, in the NONMEM records
     assert main(["run", str(FIP), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert (tmp_path / "out" / "endpoints.csv").is_file()
 

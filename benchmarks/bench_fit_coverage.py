@@ -85,7 +85,7 @@ def pkpd_study(seed: int):
     from pkpd.drugs import hetrombopag
     from pkpd.popfit import hetrombopag_pkpd_model, simulate_pkpd_records
 
-    truth = hetrombopag.model("healthy")
+    truth = hetrombopag.model("healthy", pk="linear")
     groups = [(Regimen.daily(d, 28), PKPD_PER_GROUP) for d in PKPD_DOSES_MG]
     records, _ = simulate_pkpd_records(truth, groups, PKPD_PK_TIMES_H, [24.0 * d for d in PKPD_PLT_DAYS], seed=seed)
     spec = hetrombopag_pkpd_model()

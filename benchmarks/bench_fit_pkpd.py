@@ -71,7 +71,7 @@ def study(seed: int):
     from pkpd.popfit.simulate_pkpd import simulate_pkpd_records
 
     groups = [(Regimen.daily(d, DOSING_DAYS), PER_GROUP) for d in DOSES_MG]
-    records, truth = simulate_pkpd_records(hetrombopag.model("healthy"), groups, PK_TIMES_H,
+    records, truth = simulate_pkpd_records(hetrombopag.model("healthy", pk="linear"), groups, PK_TIMES_H,
                                            [24.0 * d for d in PLT_DAYS], seed=seed)
     return read_nonmem(records, dv_unit="ng/mL"), truth
 

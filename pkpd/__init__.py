@@ -8,6 +8,7 @@ from .checks import PKPDInputError
 from .nca import nca
 from .nonmem import Dataset, Subject, read_nonmem
 from .pk import OneCompartmentOral
+from .saturable import OneCompartmentSaturable
 from . import drugs
 from .regimen import Dose, Regimen
 from .fluctuation import Fluctuation
@@ -16,10 +17,11 @@ from .simulate import simulate, simulate_population
 from .titration import TitrationRule
 from .trial import Arm, Endpoints, Trial
 from .scenario import load_scenario, run_scenario
+from .calibrate import Parameter, Target, calibrate
 
 from ._version import __version__ as __version__
 
-__all__ = ["Dataset", "Dose", "Fluctuation", "OneCompartmentOral", "drugs", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
+__all__ = ["Dataset", "Dose", "Fluctuation", "OneCompartmentOral", "OneCompartmentSaturable", "drugs", "PKPDInputError", "Regimen", "Subject", "nca", "read_nonmem"]
 __all__ += ["Arm", "Endpoints", "TitrationRule", "Trial", "load_scenario", "models", "run_scenario", "simulate", "simulate_population"]
 
 # Bayesian population fitting is imported on first use only, so that

@@ -264,8 +264,9 @@ class PKPDModel:
         meaning and source.  Parts: ``parameter`` (typical values with their
         IIV), ``correlation`` (between etas), ``residual`` (concentration
         error and platelet visit noise), ``baseline`` (how PLT0 is drawn:
-        from its IIV, or the screened ITP baseline and its enrolment rule)
-        and ``response`` (share of non-responders).  ``print(model.describe()
+        from its IIV, or the screened ITP baseline and its enrolment rule),
+        ``response`` (share of non-responders) and ``disease`` (the
+        within-patient fluctuation, when the model has one).  ``print(model.describe()
         .to_string())`` shows it whole.
         """
         units, meanings = self.parameter_units, {**self.pk.MEANINGS, **self.pd.MEANINGS}
@@ -286,6 +287,12 @@ class PKPDModel:
             rows.append(("residual", f"{what} add", err.add, unit, nan, f"additive error of {what}, {unit}",
                          self.sources.get(key, "")))
         rows += self._baseline_rows()
+        if self.fluctuation is not None:
+            f, src = self.fluctuation, self.sources.get("fluctuation", "")
+            rows += [("disease", "fluctuation sd_log", f.sd_log, "log SD", nan,
+                      f"stationary SD of log production (AR(1) per {f.interval_h:g} h, pkpd.Fluctuation)", src),
+                     ("disease", "fluctuation time_h", f.time_h, "h", nan,
+                      "correlation time of the disease-activity fluctuation", src)]
         rows.append(("response", "nonresponder_fraction", self.nonresponder_fraction, "-", nan,
                      f"share of patients without drug effect ({self.pd.DRUG_EFFECT} = 0)", self.sources.get("nonresponder_fraction", "")))
         table = pd.DataFrame(rows, columns=["part", "name", "value", "unit", "iiv_cv", "meaning", "source"])
@@ -324,6 +331,8 @@ class PKPDModel:
                          f"[{self.baseline.low:g}, {self.baseline.high:g})")
         if self.nonresponder_fraction:
             extra.append(f"{self.nonresponder_fraction:.0%} non-responders")
+        if self.fluctuation is not None and self.fluctuation.sd_log > 0:
+            extra.append(f"disease fluctuation log SD {self.fluctuation.sd_log:g} over {self.fluctuation.time_h:g} h")
         noise = self.residual_plt
         extra.append(f"{self.pd.OBSERVABLE} noise {'log SD' if noise.lognormal else 'prop'} {noise.prop:g}")
         iiv = [p for p in self.parameter_names if self.iiv.get(p, 0) > 0]

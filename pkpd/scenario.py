@@ -65,6 +65,7 @@ _SCHEMA = {
     "model": {
         "drug": ("text", f"one of {', '.join(drugs.DRUGS)} (pkpd.drugs; default hetrombopag)"),
         "population": ("text", 'the drug\'s population, e.g. "itp" or "healthy"'),
+        "pk": ("text", 'hetrombopag\'s PK model: "linear" (default) or "saturable" (dose-dependent, calibrated ITP model)'),
         "nonresponder_fraction": ("number", "share of patients without drug effect, 0-1"),
         **{p: ("number", f"typical {p} override") for p in drugs.PARAMETERS},
     },

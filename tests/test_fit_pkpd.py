@@ -199,7 +199,7 @@ def recovery():
     """12 subjects (2.5 / 7.5 / 15 mg daily for 14 days), 6 concentrations and 8
     platelet counts over 4 weeks each; proportional normal noise (the
     likelihood's), IIV on ka, cl, v, ec50, plt0 (the fitted model has no emax IIV)."""
-    truth_model = hetrombopag.model("healthy", **TRUTH).with_(
+    truth_model = hetrombopag.model("healthy", pk="linear", **TRUTH).with_(
         residual_plt=population.ResidualError(prop=0.15),
         iiv={"ka": 0.3, "cl": 0.4, "v": 0.3, "ec50": 0.3, "plt0": 0.25},
     )
@@ -283,7 +283,7 @@ def test_trial_replicates_scatter_around_their_typical_draws():
     """Each replicate's patients are drawn around its own row of typical values
     with the model's IIV (geometric mean within 4 SE of the draw, log-SD near
     the model's omega); columns not given, and the ITP baseline, are unchanged."""
-    model = hetrombopag.model("itp")
+    model = hetrombopag.model("itp", pk="linear")
     trial = Trial((Arm("5 mg + titration", 300, 5.0, TitrationRule()),), duration_days=14, model=model,
                   endpoints=Endpoints(primary_day=14))
     draws = pd.DataFrame({"cl": [4.0, 12.0, 7.0], "ec50": [10.0, 20.0, 40.0], "mtt": [140.0, 200.0, 168.0]})

@@ -27,7 +27,7 @@ REGIMENS = {
 
 
 def typical(population, **overrides):
-    return {**hetrombopag.model(population).typical, **overrides}
+    return {**hetrombopag.model(population, pk="linear").typical, **overrides}
 
 
 def ours(p, regimen, times):

@@ -19,7 +19,7 @@ def study():
                 Regimen.single(7.5), Regimen.daily(7.5, 14).interrupt(96, 168)]
     times = [np.array([0, 48, 96, 168, 240, 336, 504, 672, 840.0]), np.array([24, 72, 120, 240, 480, 600.0]),
              np.array([144, 336.0]), np.array([12, 36, 200, 400.0])]
-    params = hetrombopag.model("healthy").sample_parameters(len(regimens), seed=3)
+    params = hetrombopag.model("healthy", pk="linear").sample_parameters(len(regimens), seed=3)
     params.loc[3, ["ka", "lifespan", "mtt"]] = [1.5, 60.0, 120.0]  # a fast absorber, short lifespan
     subject = np.concatenate([[i] * len(t) for i, t in enumerate(times)])
     return regimens, times, params, subject, np.concatenate(times)

@@ -73,8 +73,8 @@ BASE = PHASE3.read_text()
         ("high = 250 ", "high = 40 ", ["rules.label", "low < high < interrupt_above", "high=40"]),
         ("resume_below = 150", "resume_below = 500", ["rules.label", "resume_below (500", "below interrupt_above"]),
         ("start_mg = 5.0", "start_mg = 4.0", ["arms[1] ('5 mg + titration').start_mg", "4.0 mg is not on the dose ladder", "ladder_mg"]),
-        ('rule = "label"\n[arms.published]\nendpoint = "responders_primary"\nresponders = 110',
-         'rule = "lable"\n[arms.published]\nendpoint = "responders_primary"\nresponders = 110',
+        ('rule = "label"\n[[arms.published]]\nendpoint = "responders_primary"\nresponders = 110',
+         'rule = "lable"\n[[arms.published]]\nendpoint = "responders_primary"\nresponders = 110',
          ["arms[1] ('5 mg + titration').rule = 'lable'", "defined rules: ['label']"]),
         ("ladder_mg = [0, 2.5, 3.75, 5, 7.5]", "ladder_mg = [0, 5, 2.5]", ["rules.label", "ladder_mg", "increasing"]),
         ("interrupt_at_lowest = true", "interrupt_at_lowest = 1", ["rules.label.interrupt_at_lowest must be a bool"]),
@@ -118,8 +118,9 @@ def test_run_scenario_writes_outputs_and_compares_with_published(tmp_path):
             "response.png", "comparison.txt", "scenario.toml", ".pkpd-output"} <= files
     e = res.endpoints
     assert isinstance(e, pd.DataFrame)
-    pub = e[e["published_rate"].notna()].set_index("arm")
-    assert len(pub) == 3 and (pub["endpoint"] == "responders_primary").all()
+    every = e[e["published_rate"].notna()]
+    assert len(every) == 9 and set(every["endpoint"]) == {"responders_primary", "responded_once", "platelet_increased"}
+    pub = every[every["endpoint"] == "responders_primary"].set_index("arm")
     for arm, k, n in (("2.5 mg + titration", 99, 168), ("5 mg + titration", 110, 171), ("placebo", 5, 85)):
         assert pub.loc[arm, "published_rate"] == pytest.approx(k / n)
         assert pub.loc[arm, "published_low"] == pytest.approx(beta.ppf(0.025, k, n - k + 1))

@@ -83,7 +83,7 @@ def model(population: str = "itp", **overrides) -> PKPDModel:
         raise PKPDInputError(
             f"population must be 'healthy' or 'itp'; got {population!r}.{did_you_mean(str(population), POPULATIONS)}"
         )
-    base = hetrombopag.model(population)
+    base = hetrombopag.model(population, pk="linear")  # its linear-PK platelet model, whose EC50 scales by exposure
     pd_typical = {k: v for k, v in base.typical.items() if k not in ("ka", "cl", "v")}
     cl = CL * (HEALTHY_CL_FACTOR if population == "healthy" else 1.0)
     ec50 = ITP_EC50 * base.typical["ec50"] / hetrombopag.ITP_EC50

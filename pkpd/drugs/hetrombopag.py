@@ -16,8 +16,10 @@ lifespan h.
 from __future__ import annotations
 
 from ..checks import PKPDInputError
+from ..fluctuation import Fluctuation
 from ..one_compartment import OneCompartmentOral
 from ..pd import TransitPlatelets
+from ..saturable import OneCompartmentSaturable
 from ..population import PKPDModel, ResidualError, ScreenedBaseline, did_you_mean, known_parameters
 
 NAME = "hetrombopag"
@@ -34,6 +36,37 @@ CL = 7.66
 #: Apparent volume V/F, L.  [I] CL/F x 24 h / ln 2 (a 24 h half-life, inside
 #: the observed 11.9-40.1 h, Zheng 2017).
 V = 265.0
+
+# ---------------------------------------------------------------- PK, dose-dependent (saturable elimination)
+# Values of pkpd.saturable.OneCompartmentSaturable for healthy volunteers, chosen
+# so that NCA (pkpd.nca, best-fit lambda_z) of single doses of 5-40 mg sampled at
+# 0,1,2,3,4,6,8,10,12,24,36,48,72,96,120 h reproduces Zheng et al., Basic Clin
+# Pharmacol Toxicol 2017 (doi 10.1111/bcpt.12815): Tmax 8 h at every dose,
+# t1/2 12.3 h (5 mg) rising to 35.3 h (40 mg) (reported 11.9-40.1 h), Cmax/dose
+# within 2% of proportional, AUC/dose rising 91 -> 124 h ng/mL/mg, steady state
+# by day 7 of daily 2.5-7.5 mg (trough 168 h within 4.5% of 336 h).  The same
+# slow linear elimination sets both the high-dose t1/2 and the time to steady
+# state: a t1/2 of 40 h at 40 mg would leave the day-7 trough 6% short.
+#: Absorption rate constant, 1/h.  [I] Tmax 8 h (5-40 mg) with the elimination below.
+SATURABLE_KA = 0.38
+#: Linear apparent clearance CL/F, L/h.  [R] Wang et al., Br J Clin Pharmacol 2022;88:2084 (linear part of its TMDD model).
+SATURABLE_CL = CL
+#: Apparent volume V/F, L.  [I] t1/2 at 40 mg ~35 h, where the saturable path is saturated
+#: (CL/V = 0.0182 /h alone gives 38 h), within 11.9-40.1 h (Zheng 2017).
+SATURABLE_V = 420.0
+#: Capacity of the saturable path Vmax/F, mg/h.  [I] with SATURABLE_KM: t1/2 ~12 h at 5 mg
+#: (the 72-120 h tail, where C falls towards Km), Zheng 2017.
+SATURABLE_VMAX = 0.0135
+#: Half-saturation concentration Km, ng/mL.  [I] with SATURABLE_VMAX; of the order of the in-vitro
+#: EC50 0.18 ng/mL (0.4 nmol/L, Xie et al., J Cell Mol Med 2018;22:5367), as for a target-mediated path.
+SATURABLE_KM = 0.2
+SATURABLE_SOURCES = {
+    "ka": "[I] Tmax 8 h at 5-40 mg (Zheng 2017, doi 10.1111/bcpt.12815)",
+    "cl": "[R] linear CL/F, Wang et al., Br J Clin Pharmacol 2022;88:2084",
+    "v": "[I] t1/2 35 h at 40 mg (saturated) within 11.9-40.1 h, with steady state by day 7 (Zheng 2017)",
+    "vmax": "[I] with km: t1/2 12 h at 5 mg, rising with dose; AUC/dose rising (Zheng 2017)",
+    "km": "[I] with vmax; near the in-vitro EC50 0.18 ng/mL (Xie 2018), a target-mediated path",
+}
 
 # ---------------------------------------------------------------- PD, healthy volunteers
 #: Typical values of the healthy-volunteer model (sources in SOURCES).
@@ -115,15 +148,54 @@ ITP_LIFESPAN_IIV = 0.5
 #: Typical ITP baseline, 10^9/L [R]: phase III median 13 (Mei 2021); drawn from ITP_BASELINE.
 ITP_PLT0 = 13.0
 
+# ---------------------------------------------------------------- calibrated with the dose-dependent PK
+# The models with the saturable PK above (pk="saturable").  Their values that no publication
+# gives were calibrated with pkpd.calibrate to published endpoints (notebook
+# notebooks/03_itp_calibration.ipynb, its estimates rounded here): [C].
+#: Healthy-volunteer EC50, ng/mL.  [C] calibrated, notebook 03: the mean day-6 platelet
+#: rise after one fasting 7.5 mg dose is +15.8% (Yang et al., Br J Clin Pharmacol 2020;86:1528).
+SATURABLE_HEALTHY_EC50 = 42.0
+#: ITP EC50 (ng/mL) and Hill coefficient.  [C] calibrated, notebook 03, to the phase III week-8 response
+#: and response at least once within 8 weeks (Mei et al., J Hematol Oncol 2021;14:37) and the
+#: first-in-patient day-28 response at fixed 2.5 / 5 / 7.5 mg (J Thromb Haemost 2020;18:3053): only
+#: a steep concentration-response (Hill ~2.1) separates 2.5 mg (1/8) from 5 mg (7/12).
+SATURABLE_ITP_EC50 = 23.7
+SATURABLE_ITP_HILL = 2.1
+#: Share of ITP patients without platelet response.  [C] calibrated, notebook 03 (same targets).  Below
+#: the 11-32% reported for TPO-RAs (Hayes 2011; Perez-Ruixo 2012): with the disease fluctuation, the
+#: responses at least once within 8 weeks (84.5% / 86.5%) leave little room for patients who never respond.
+SATURABLE_ITP_NONRESPONDER_FRACTION = 0.017
+#: Within-patient fluctuation of ITP disease activity (log SD of production, correlation time h).
+#: [C] calibrated, notebook 03 (same targets: placebo and treated patients moving in and out of response).
+ITP_FLUCTUATION = Fluctuation(sd_log=0.39, time_h=248.0)
+CALIBRATED_SOURCES = {
+    "ec50": "[C] calibrated, notebook 03 (healthy: +15.8% on day 6 after 7.5 mg, Yang 2020)",
+    "itp_ec50": "[C] calibrated, notebook 03 (phase III week 8 and once-in-8-weeks, Mei 2021; first-in-patient day 28, JTH 2020)",
+    "hill": "[C] calibrated, notebook 03 (the first-in-patient dose-response slope, JTH 2020;18:3053)",
+    "nonresponder_fraction": "[C] calibrated, notebook 03 (Mei 2021; JTH 2020)",
+    "fluctuation": "[C] calibrated, notebook 03 (Mei 2021; JTH 2020)",
+}
+
+
 # ---------------------------------------------------------------- dosing
 #: Daily dose levels of the phase III titration, mg [R] (Mei et al., J Hematol
 #: Oncol 2021;14:37); 0 mg is the interruption level.
 DOSE_LADDER_MG = (0.0, 2.5, 3.75, 5.0, 7.5)
 
 
-def model(population: str = "healthy", **overrides) -> PKPDModel:
+#: The PK models of hetrombopag by name: the linear one (the default, which the PK/PD fit covers) and
+#: the dose-dependent one with its calibrated ITP model (first-in-patient, taper and calibration scenarios).
+PK_MODELS = ("linear", "saturable")
+
+
+def model(population: str = "healthy", pk: str = "linear", **overrides) -> PKPDModel:
     """The default hetrombopag PK/PD model for ``"healthy"`` subjects or ``"itp"`` patients.
 
+    ``pk`` is ``"linear"`` (default, one-compartment linear,
+    :class:`pkpd.one_compartment.OneCompartmentOral`) or ``"saturable"``
+    (parallel linear and Michaelis-Menten elimination,
+    :class:`pkpd.saturable.OneCompartmentSaturable`, with the ITP values
+    calibrated in notebook 03 and the disease fluctuation).
     ``overrides`` replace typical values (e.g. ``gamma=0.3``).  Every default
     cites its source in ``model.describe()``.
     """
@@ -131,6 +203,8 @@ def model(population: str = "healthy", **overrides) -> PKPDModel:
         raise PKPDInputError(
             f"population must be 'healthy' or 'itp'; got {population!r}.{did_you_mean(str(population), POPULATIONS)}"
         )
+    if pk not in PK_MODELS:
+        raise PKPDInputError(f"pk must be one of {', '.join(map(repr, PK_MODELS))}; got {pk!r}.{did_you_mean(str(pk), PK_MODELS)}")
     typical = dict(HEALTHY_TYPICAL)
     iiv = dict(HEALTHY_IIV)
     fields = {"sources": SOURCES, "residual_plt": RESIDUAL_PLT}
@@ -145,7 +219,21 @@ def model(population: str = "healthy", **overrides) -> PKPDModel:
             nonresponder_fraction=ITP_NONRESPONDER_FRACTION,
             residual_plt=ResidualError(prop=ITP_PLATELET_NOISE, lognormal=True),
         )
+    structure = OneCompartmentOral
+    if pk == "saturable":
+        structure = OneCompartmentSaturable
+        for name in ("ka", "cl", "v"):
+            del typical[name]
+        typical = {"ka": SATURABLE_KA, "cl": SATURABLE_CL, "v": SATURABLE_V, "vmax": SATURABLE_VMAX,
+                   "km": SATURABLE_KM, **typical}
+        fields["sources"] = {**fields["sources"], **SATURABLE_SOURCES, "ec50": CALIBRATED_SOURCES["ec50"]}
+        typical["ec50"] = SATURABLE_HEALTHY_EC50
+        if population == "itp":
+            typical.update(ec50=SATURABLE_ITP_EC50, hill=SATURABLE_ITP_HILL)
+            fields.update(nonresponder_fraction=SATURABLE_ITP_NONRESPONDER_FRACTION, fluctuation=ITP_FLUCTUATION)
+            fields["sources"] = {**fields["sources"], "ec50": CALIBRATED_SOURCES["itp_ec50"],
+                                 **{k: CALIBRATED_SOURCES[k] for k in ("hill", "nonresponder_fraction", "fluctuation")}}
     known_parameters(overrides, "hetrombopag", tuple(typical))
     typical.update(overrides)
     return PKPDModel(name=NAME, population=population, typical=typical, iiv=iiv, residual_conc=RESIDUAL_CONC,
-                     pk=OneCompartmentOral, pd=TransitPlatelets, **fields)
+                     pk=structure, pd=TransitPlatelets, **fields)

@@ -105,7 +105,7 @@ _CACHE_SIZE = 16
 
 def _pd_params() -> tuple:
     """PD priors centred on the healthy defaults of :mod:`pkpd.drugs.hetrombopag`."""
-    model = hetrombopag.model("healthy")
+    model = hetrombopag.model("healthy", pk="linear")
     typ, iiv, src = model.typical, model.iiv, model.sources
 
     def omega(name):

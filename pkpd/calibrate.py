@@ -497,12 +497,14 @@ class Calibrator:
         r = fun_res(x)
         return np.asarray(x, float), 0.5 * float(r @ r)
 
-    def fit(self, method: str = "trf", intervals: bool = True, max_evaluations: int = 400) -> "CalibrationResult":
-        """Calibrate: minimise the objective from the start, then (``intervals``)
-        profile each parameter.  ``max_evaluations`` caps each optimisation."""
+    def fit(self, method: str = "trf", intervals=True, max_evaluations: int = 400) -> "CalibrationResult":
+        """Calibrate: minimise the objective from the start, then profile the
+        parameters ``intervals`` names (True: all, False: none, or a list of
+        names).  ``max_evaluations`` caps each optimisation."""
         if method not in METHODS:
             raise PKPDInputError(f"method must be one of {METHODS}; got {method!r}.{did_you_mean(str(method), METHODS)}")
         max_evaluations = whole("max_evaluations", max_evaluations)
+        profiled = self._profiled(intervals)
         t0 = time.perf_counter()
         self._bar = tqdm(desc="calibrate: simulations", unit="eval", file=sys.stderr, disable=not self.progress, leave=False)
         try:
@@ -510,8 +512,8 @@ class Calibrator:
             u0 = self.unit(self.start)
             u_hat, half_dev = self._minimise(self._res_u, u0, method, max_evaluations)
             profiles = {}
-            if intervals:
-                for j, p in enumerate(self.parameters):
+            for j, p in enumerate(self.parameters):
+                if p.name in profiled:
                     self.stage = f"profile {p.name}"
                     profiles[p.name], u_hat, half_dev = self._profile(j, u_hat, half_dev, method, max_evaluations)
             self.stage = "estimate"
@@ -522,6 +524,30 @@ class Calibrator:
             self._bar.close()
             self._bar = None
         return CalibrationResult(self, estimate, profiles, sims, half_dev, time.perf_counter() - t0, method)
+
+    def _profiled(self, intervals) -> list[str]:
+        """The names ``intervals`` asks to profile (True: all, False: none, or names)."""
+        if isinstance(intervals, (bool, np.bool_)):
+            return list(self.names) if intervals else []
+        if not isinstance(intervals, (list, tuple)) or not all(isinstance(n, str) for n in intervals):
+            raise PKPDInputError(f"intervals must be True, False or a list of calibrated parameter names; got "
+                                 f"{intervals!r}. Calibrated: {self.names}.")
+        for n in intervals:
+            if n not in self.names:
+                raise PKPDInputError(f"intervals names {n!r}, not a calibrated parameter."
+                                     f"{did_you_mean(n, self.names)} Calibrated: {self.names}.")
+        return list(intervals)
+
+    def evaluate(self, values=None) -> "CalibrationResult":
+        """The targets table (published vs model) at ``values`` ({name: value};
+        parameters not given keep their start) without fitting: e.g. a model's
+        current values, or a held-out check of an earlier calibration."""
+        t0 = time.perf_counter()
+        values = self._complete(values or {})
+        self.stage = "evaluate"
+        r, _ = self._evaluate(values)
+        sims = self.simulate(values)
+        return CalibrationResult(self, values, {}, sims, 0.5 * float(r @ r), time.perf_counter() - t0, "none")
 
     def _profile(self, j: int, u_hat, half_dev: float, method: str, max_evaluations: int):
         """Both 95% profile limits of parameter ``j`` on the unit scale, as
@@ -593,7 +619,7 @@ class Calibrator:
 
 
 def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, replicates: int = 50, seed: int = 1,
-              method: str = "trf", intervals: bool = True, max_evaluations: int = 400,
+              method: str = "trf", intervals=True, max_evaluations: int = 400,
               progress: bool = True) -> "CalibrationResult":
     """Fit ``parameters`` (:class:`Parameter` list) to published ``targets``
     (:class:`Target` list, DataFrame or CSV) by maximum binomial likelihood
@@ -605,7 +631,9 @@ def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, r
         the Monte Carlo SE of a rate is then about 0.005 for 170 patients).
     method : ``"trf"`` (:func:`scipy.optimize.least_squares`), ``"Nelder-Mead"``
         or ``"Powell"``.
-    intervals : 95% profile-likelihood intervals (False: estimates only).
+    intervals : 95% profile-likelihood intervals: True (every parameter), a
+        list of parameter names (those only; each costs ~10-40 simulations), or
+        False (estimates only).
     max_evaluations : cap of the fit (``"trf"``: its iterations' function
         evaluations, Jacobian evaluations not counted; simplex methods: all).
     Returns a :class:`CalibrationResult`.

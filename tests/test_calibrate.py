@@ -179,3 +179,37 @@ def test_plot_shows_every_target(truth_targets):
     fig = res.plot()
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == list(res.targets["label"])
+
+
+def test_evaluate_reports_the_targets_at_given_values_without_fitting(truth_targets):
+    """evaluate(): the model rates of an independent run of the same design,
+    model and seed, the objective as -sum binom.logpmf, and no profiles."""
+    problem = Calibrator(truth_targets[:2], [Parameter("ec50", 2.0, 200.0)], holdout=truth_targets[2:],
+                         replicates=3, seed=11, progress=False)
+    res = problem.evaluate({"ec50": 15.0})
+    run = replace(DESIGN, model=MODEL.with_typical(ec50=15.0))
+    rates = run.run(seed=problem.seeds[0], replicates=3, progress=False).one_endpoint("responders_primary")[1]["estimate"]
+    np.testing.assert_allclose(res.targets["model_rate"], rates[list(ARMS)].to_numpy(), rtol=1e-12)
+    assert list(res.targets["holdout"]) == [False, False, True]
+    p = rates[list(ARMS[:2])].to_numpy()
+    assert res.objective == pytest.approx(-binom.logpmf([t.k for t in truth_targets[:2]], PUBLISHED_N, p).sum(),
+                                          rel=1e-12)
+    assert res.parameters.loc["ec50", "estimate"] == 15.0 and np.isnan(res.parameters.loc["ec50", "low"])
+    assert len(res.history) == 1
+
+
+def test_intervals_for_named_parameters_only(truth_targets):
+    """intervals=[name]: that parameter gets a profile interval, the other none;
+    an unknown name is refused with the calibrated names listed."""
+    known = apply(MODEL, {"residual_plt.prop": TRUTH["residual_plt.prop"]})
+    params = [Parameter("nonresponder_fraction", 0.0, 0.8, log=False, start=0.25), Parameter("ec50", 2.0, 200.0, start=12.0)]
+    with pytest.raises(pkpd.PKPDInputError, match="'ec5'.*Calibrated"):
+        calibrate(truth_targets, params, model=known, replicates=2, seed=3, intervals=["ec5"], progress=False)
+    with pytest.raises(pkpd.PKPDInputError, match="intervals must be"):
+        calibrate(truth_targets, params, model=known, replicates=2, seed=3, intervals="ec50", progress=False)
+    res = calibrate(truth_targets, params, model=known, replicates=3, seed=3, intervals=["nonresponder_fraction"],
+                    max_evaluations=20, progress=False)
+    rows = res.parameters
+    assert rows.loc["nonresponder_fraction", "low"] < rows.loc["nonresponder_fraction", "estimate"] \
+        < rows.loc["nonresponder_fraction", "high"]
+    assert np.isnan(rows.loc["ec50", "low"]) and list(res.profiles) == ["nonresponder_fraction"]

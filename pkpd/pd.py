@@ -362,7 +362,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
     for s in numba.prange(S):
         u = np.empty(m)
         new = np.empty(big_n)
-        pltn = np.empty(m)
+        fed = np.empty(m)
         free = np.empty(m)
         xs = x[s].copy()
         amt = a_pk[s].copy()
@@ -400,20 +400,23 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                         e = emax[s] / (1.0 + (ec50[s] / c) ** hill[s])
                     u[j] = production * (1.0 + e)
                 if feedback and gamma[s] > 0.0:
+                    # Gauss-Seidel sweeps on the node platelets; the fed-back input
+                    # u (plt0/plt)^gamma is updated once per node and sweep (one pow
+                    # each), not once per node pair.
                     for j in range(m):
                         acc = 0.0
                         for i in range(big_n):
                             acc += phi_nodes[a, s, j, i] * xs[i]
                         free[j] = acc
-                        pltn[j] = xs[big_n - 1]
+                        fed[j] = u[j] * (plt0[s] / xs[big_n - 1]) ** gamma[s]
                     for _ in range(sweeps):
                         for j in range(m):
                             acc = free[j]
                             for i in range(m):
-                                acc += w_nodes[a, s, j, i] * u[i] * (plt0[s] / pltn[i]) ** gamma[s]
-                            pltn[j] = acc
+                                acc += w_nodes[a, s, j, i] * fed[i]
+                            fed[j] = u[j] * (plt0[s] / acc) ** gamma[s]
                     for j in range(m):
-                        u[j] *= (plt0[s] / pltn[j]) ** gamma[s]
+                        u[j] = fed[j]
                 # Coefficients m-1..m-4: e1 = |a_{m-1}| + |a_{m-2}|, e0 = |a_{m-3}| + |a_{m-4}|.
                 e1 = 0.0
                 e0 = 0.0

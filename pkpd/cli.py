@@ -1,4 +1,4 @@
-"""Command line: ``pkpd run scenarios/itp_phase3.toml [--out DIR] [--seed N] [--replicates R]``.
+"""Command line: ``pkpd run scenarios/itp_phase3.toml [--out DIR] [--seed N] [--replicates R] [--workers N]``.
 
 ``run`` simulates a scenario file, prints its endpoint table beside the
 published numbers the file cites, writes CSV tables, NONMEM records and PNG
@@ -20,7 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+import pkpd  # for pkpd.forecast, loaded on first use (it imports ArviZ)
+
 from .checks import PKPDInputError
+from .distributed import check_workers
+from .optimize import add_arguments as add_optimize_arguments, cli_optimize
 from .output import check_target, default_folder
 from .scenario import load_scenario
 
@@ -65,9 +69,21 @@ def _parser() -> argparse.ArgumentParser:
                                    "(default: pkpd-results/<scenario name>)")
     run.add_argument("--seed", type=_whole(0, "random seed"), help="random seed (default: the file's)")
     run.add_argument("--replicates", type=_whole(1, "replicate trials"), help="replicate trials (default: the file's)")
+    run.add_argument("--workers", default=None,
+                     help="worker processes on this machine (e.g. 2) or a Dask scheduler address for the replicates "
+                          "(default: one process; results are the same)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     check = sub.add_parser("check", help="validate a scenario file without running it")
     check.add_argument("scenario")
+    add_optimize_arguments(sub.add_parser("optimize", help="search the titration rule of highest clinical utility "
+                                                           "(pkpd.optimize_rule)"))
+    fc = sub.add_parser("forecast", help="recommend one patient's next dose from a NONMEM-format CSV (pkpd.forecast)")
+    fc.add_argument("patient", help="NONMEM-format CSV: doses (EVID 1, AMT mg), platelet counts (CMT 3, 10^9/L)")
+    fc.add_argument("--seed", type=_whole(0, "random seed"), default=1, help="random seed (default 1)")
+    fc.add_argument("--id", help="the subject to forecast when the file holds several")
+    fc.add_argument("--visit-days", default="7", help="visit day(s) after the last count, e.g. 7 or 7,14 (default 7)")
+    fc.add_argument("--not-enrolled", action="store_true", help="the patient was not selected on a screening count")
+    fc.add_argument("--plot", help="also save the forecast figure to this PNG path")
     return parser
 
 
@@ -87,6 +103,10 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
+    if args.command == "optimize":
+        return cli_optimize(args)
+    if args.command == "forecast":
+        return pkpd.forecast.cli_forecast(args)
     scenario = load_scenario(args.scenario)
     if args.command == "check":
         print(f"{args.scenario}: valid ({len(scenario.trial.arms)} arms, {scenario.trial.n_per_trial} patients per trial)")
@@ -95,10 +115,12 @@ def _run(args) -> int:
         raise PKPDInputError(f"--out is empty ({args.out!r}); give a folder path, e.g. --out results/run1.")
     out = Path(args.out) if args.out is not None else default_folder(scenario.name)
     check_target(out)  # before the simulation, not after it
+    workers = int(args.workers) if args.workers is not None and args.workers.strip().isdigit() else args.workers
+    check_workers(workers, "--workers")
     if args.replicates is not None:
         scenario.trial.check_size(args.replicates, field="--replicates")
     start = time.perf_counter()
-    result = scenario.run(seed=args.seed, replicates=args.replicates, progress=not args.no_progress)
+    result = scenario.run(seed=args.seed, replicates=args.replicates, progress=not args.no_progress, workers=workers)
     saved = result.save(out)
     print(result.comparison())
     print(f"\nwrote results to {saved}  ({time.perf_counter() - start:.1f} s)")

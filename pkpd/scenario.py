@@ -365,11 +365,13 @@ class Scenario:
         return cls(sc["name"], trial, None if seed is None else int(seed), replicates, sc.get("description", ""), published, path,
                    tuple(every))
 
-    def run(self, seed=None, replicates: int | None = None, progress: bool = True) -> "ScenarioResult":
-        """Simulate the scenario (seed / replicates override the file's)."""
+    def run(self, seed=None, replicates: int | None = None, progress: bool = True, workers=None) -> "ScenarioResult":
+        """Simulate the scenario (seed / replicates override the file's).
+        ``workers``: where the replicates run (see :mod:`pkpd.distributed`,
+        :meth:`Trial.run`); the result is bit-identical whatever ``workers``."""
         seed = self.seed if seed is None else seed
         replicates = self.replicates if replicates is None else replicates
-        return ScenarioResult(self, self.trial.run(seed=seed, replicates=replicates, progress=progress))
+        return ScenarioResult(self, self.trial.run(seed=seed, replicates=replicates, progress=progress, workers=workers))
 
 
 class ScenarioResult:
@@ -510,15 +512,16 @@ def load_scenario(path) -> Scenario:
 
 
 def run_scenario(path, out=None, seed=None, replicates: int | None = None, progress: bool = True,
-                 save: bool = True) -> ScenarioResult:
+                 save: bool = True, workers=None) -> ScenarioResult:
     """Load, run and (by default) save a scenario; what ``pkpd run`` does.
 
     out : output folder (default ``pkpd-results/<scenario name>``).
     seed, replicates : override the file's values.
+    workers : where the replicates run (see :mod:`pkpd.distributed`).
     Returns a :class:`ScenarioResult` (``.endpoints`` DataFrame, ``.ledger``,
     ``.doses``, ``.platelets``, ``.out_dir``).
     """
-    result = load_scenario(path).run(seed=seed, replicates=replicates, progress=progress)
+    result = load_scenario(path).run(seed=seed, replicates=replicates, progress=progress, workers=workers)
     if save:
         result.save(out)
     return result

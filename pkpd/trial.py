@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from . import titration as tt
 from .checks import MAX_PATIENT_DAYS, MAX_PATIENT_VISITS, PKPDInputError, dose_mg, positive, whole
 from .endpoints import ENDPOINTS, RESPONSE_ENDPOINTS, _interval, percent  # noqa: F401 (re-exported)
 from .intervals import clopper_pearson  # noqa: F401 (re-exported)
+from .distributed import PATIENT_DAY_SECONDS, check_workers, client_for, group_size, n_workers, run_tasks
 from .drugs import hetrombopag
 from .population import PKPDModel
 from .titration import TitrationRule
@@ -514,7 +516,7 @@ class Trial:
 
     # ------------------------------------------------------------ simulation
     def run(self, seed=None, replicates: int = 1, progress: bool = True, max_chunk: int = MAX_CHUNK,
-            typical_draws: pd.DataFrame | None = None) -> TrialResult:
+            typical_draws: pd.DataFrame | None = None, workers=None) -> TrialResult:
         """Simulate ``replicates`` independent trials of this design.
 
         seed : int (or None for fresh entropy; the one used is kept in
@@ -532,7 +534,15 @@ class Trial:
             they are.  Without it every replicate uses the model's typical
             values, so replicate intervals show sampling variability only.
             The draws used are kept in ``result.typical_draws``.
+        workers : where the replicates run (see :mod:`pkpd.distributed`):
+            None or 1 here; N >= 2 on a local Dask cluster of N processes; a
+            ``distributed.Client`` or a scheduler address.  Replicates are
+            simulated in chunks of at least about 0.5 s each (a run of one
+            chunk starts no local cluster); the result is
+            bit-identical whatever ``workers`` (one replicate's patients are
+            never split, so one replicate runs on one worker).
         """
+        workers = check_workers(workers)
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise PKPDInputError(f"seed must be a whole number >= 0 or None; got {seed!r}. Give e.g. seed=1 for a reproducible trial.")
         max_chunk = whole("max_chunk", max_chunk)
@@ -543,6 +553,9 @@ class Trial:
         grid = self.grid()
         n = self.n_per_trial
         per_chunk = max(1, int(max_chunk) // n)
+        if workers is not None:
+            parts = self._run_on(workers, replicates, per_chunk, children, grid, models, progress)
+            return self._result(parts, grid, replicates, seed, root, typical_draws)
         chunks = [range(i, min(i + per_chunk, replicates)) for i in range(0, replicates, per_chunk)]
         segments = grid.size - 1 + int(grid[-1] < self.duration_days)
         bar = tqdm(total=len(chunks) * segments, desc=f"{self.name}: visits", unit="visit",
@@ -553,11 +566,32 @@ class Trial:
                 parts.append(self._run_chunk(reps, children, grid, bar, models))
         finally:
             bar.close()
+        return self._result(parts, grid, replicates, seed, root, typical_draws)
+
+    def _result(self, parts, grid, replicates, seed, root, typical_draws) -> TrialResult:
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         result = TrialResult(self, merged, grid, replicates, root.entropy if seed is None else seed)
         if typical_draws is not None:
             result.typical_draws = typical_draws.reset_index(drop=True).rename_axis("replicate")
         return result
+
+    def _run_on(self, workers, replicates, per_chunk, children, grid, models, progress) -> list[dict]:
+        """The replicates in chunks on ``workers`` (a checked :mod:`pkpd.distributed` value), in replicate order;
+        work for one chunk only runs here rather than on a local cluster started for it."""
+        cost = self.n_per_trial * (self.duration_days + 1) * PATIENT_DAY_SECONDS
+        if isinstance(workers, int) and group_size(replicates, cost, workers, per_chunk) >= replicates:
+            workers = None
+        with client_for(workers) as client:
+            size = group_size(replicates, cost, n_workers(client), per_chunk)
+            chunks = [range(i, min(i + size, replicates)) for i in range(0, replicates, size)]
+            tasks = [(reps, {r: children[r] for r in reps}, None if models is None else {r: models[r] for r in reps})
+                     for reps in chunks]
+            bar = tqdm(total=len(tasks), desc=f"{self.name}: replicate chunks", unit="chunk",
+                       file=sys.stderr, disable=not progress, leave=False)
+            try:
+                return run_tasks(partial(_run_chunk_task, self, grid), tasks, client, 1, bar)
+            finally:
+                bar.close()
 
     def _replicate_models(self, typical_draws, replicates: int) -> list[PKPDModel] | None:
         """One model per replicate with that replicate's typical values (None: self.model for all)."""
@@ -707,6 +741,13 @@ class Trial:
             "action": action, "dose": dose_v, "dose_before": before_v, "daily": daily,
             "taper_start": taper_start, "taper_responder": taper_responder,
         }
+
+
+def _run_chunk_task(trial: Trial, grid: np.ndarray, task) -> dict:
+    """One chunk of replicates on a worker: ``task`` = (replicates, their seed
+    sequences and models by replicate); :meth:`Trial._run_chunk`'s arrays."""
+    reps, children, models = task
+    return trial._run_chunk(reps, children, grid, tqdm(disable=True), models)
 
 
 class _Course:

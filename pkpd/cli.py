@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a scenario file without running it")
     check.add_argument("scenario")
     add_optimize_arguments(sub.add_parser("optimize", help="search the titration rule of highest clinical utility "
-                                                           "(pkpd.optimize_rule)"))
+                                                           "(pkpd.optimize_rule)"), _whole)
     fc = sub.add_parser("forecast", help="recommend one patient's next dose from a NONMEM-format CSV (pkpd.forecast)")
     fc.add_argument("patient", help="NONMEM-format CSV: doses (EVID 1, AMT mg), platelet counts (CMT 3, 10^9/L)")
     fc.add_argument("--seed", type=_whole(0, "random seed"), default=1, help="random seed (default 1)")

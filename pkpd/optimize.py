@@ -585,31 +585,18 @@ def params_of(row: pd.Series, dims: list[_Dim]) -> dict:
 
 
 # ================================================================= command line
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, whole) -> None:
     """The ``pkpd optimize`` options."""
     parser.add_argument("scenario", help="path to a scenario .toml file, e.g. scenarios/itp_phase3.toml")
-    parser.add_argument("--budget", type=_whole_arg(1), default=50, help="candidate rules to evaluate (default 50)")
+    parser.add_argument("--budget", type=whole(1, "candidate rules"), default=50, help="candidate rules to evaluate (default 50)")
     parser.add_argument("--workers", default=None,
                         help="worker processes on this machine (e.g. 2) or a Dask scheduler address (default: one process)")
-    parser.add_argument("--seed", type=_whole_arg(0), help="search seed (default: the file's, else 0)")
-    parser.add_argument("--batch-size", type=_whole_arg(1), default=8, help="candidates per parallel batch (default 8)")
-    parser.add_argument("--patients", type=_whole_arg(1), help="titrated patients per candidate (default: the file's arms)")
-    parser.add_argument("--days", type=_whole_arg(1), help="trial duration, days (default: the file's)")
+    parser.add_argument("--seed", type=whole(0, "search seed"), help="search seed (default: the file's, else 0)")
+    parser.add_argument("--batch-size", type=whole(1, "candidates per batch"), default=8, help="candidates per parallel batch (default 8)")
+    parser.add_argument("--patients", type=whole(1, "patients"), help="titrated patients per candidate (default: the file's arms)")
+    parser.add_argument("--days", type=whole(1, "days"), help="trial duration, days (default: the file's)")
     parser.add_argument("--plot", help="write the trade-off figure to this PNG file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def _whole_arg(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}; got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}; got {text!r}")
-        return value
-
-    return parse
 
 
 def cli_optimize(args) -> int:

@@ -50,6 +50,13 @@ change over such a step, so the difference quotients are smooth.
 with the same bounds) are derivative-free alternatives.  Deterministic for a
 seed.
 
+**Where it runs.**  ``workers`` (see :mod:`pkpd.distributed`) is passed to
+every simulation's :meth:`Trial.run <pkpd.trial.Trial.run>`, which spreads
+the replicates over the workers; a local cluster (``workers=2``) is started
+once for a whole :meth:`Calibrator.fit` or :meth:`Calibrator.evaluate`.
+Every replicate keeps its seed, so the calibration is bit-identical whatever
+``workers``.
+
 **Intervals.**  95% profile-likelihood intervals: for each parameter, the
 values where the objective, minimised over the other parameters, rises by
 ``chi2(1).ppf(0.95) / 2 = 1.92`` above its minimum.  Each side is found by
@@ -72,6 +79,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +91,7 @@ from scipy.stats import binom, chi2
 from tqdm import tqdm
 
 from .checks import PKPDInputError, _is_real, whole
+from .distributed import check_workers, client_for
 from .endpoints import REGISTRY
 from .intervals import clopper_pearson
 from .population import PKPDModel, did_you_mean
@@ -340,10 +349,15 @@ class Calibrator:
     replicates : replicate trials per design per evaluation (virtual patients
         per arm = replicates x the design's arm size).
     seed : root seed; design i runs with ``seeds[i]`` at every evaluation.
+    workers : where each simulation's replicates run (see
+        :mod:`pkpd.distributed`); :meth:`fit` and :meth:`evaluate` start a
+        local cluster once for the whole call.  Results are bit-identical
+        whatever ``workers``.  For many direct :meth:`objective` calls, give
+        a ``distributed.Client`` (a number starts a cluster per call).
     """
 
     def __init__(self, targets, parameters, holdout=(), model: PKPDModel | None = None, replicates: int = 50,
-                 seed: int = 1, progress: bool = True):
+                 seed: int = 1, progress: bool = True, workers=None):
         self.targets = _as_targets(targets, "targets")
         self.holdout = _as_targets(holdout, "holdout")
         if not self.targets:
@@ -363,6 +377,8 @@ class Calibrator:
             raise PKPDInputError(f"seed must be a whole number >= 0; got {seed!r}.")
         self.seed = int(seed)
         self.progress = progress
+        self.workers = check_workers(workers)
+        self._client = None  # the client of a fit or evaluate under way (None: use self.workers)
         #: step of the forward-difference Jacobian ("trf"), on the [0, 1] scale of each parameter
         self.jacobian_step = JACOBIAN_STEP
         # designs by identity (a path by its resolved text): each is simulated once per evaluation
@@ -414,7 +430,8 @@ class Calibrator:
                 run = dataclasses.replace(trial, model=apply(trial.model, values))
             except PKPDInputError as err:
                 raise PKPDInputError(f"calibration at {values}: {err}") from None
-            result = run.run(seed=self.seeds[d], replicates=self.replicates, progress=False)
+            result = run.run(seed=self.seeds[d], replicates=self.replicates, progress=False,
+                             workers=self.workers if self._client is None else self._client)
             for i, t in enumerate(self.targets + self.holdout):
                 if self._design_of[i] == d:
                     _, table = result.one_endpoint(t.endpoint, "target endpoint")
@@ -508,22 +525,37 @@ class Calibrator:
         t0 = time.perf_counter()
         self._bar = tqdm(desc="calibrate: simulations", unit="eval", file=sys.stderr, disable=not self.progress, leave=False)
         try:
-            self.stage = "fit"
-            u0 = self.unit(self.start)
-            u_hat, half_dev = self._minimise(self._res_u, u0, method, max_evaluations)
-            profiles = {}
-            for j, p in enumerate(self.parameters):
-                if p.name in profiled:
-                    self.stage = f"profile {p.name}"
-                    profiles[p.name], u_hat, half_dev = self._profile(j, u_hat, half_dev, method, max_evaluations)
-            self.stage = "estimate"
-            estimate = self.values(u_hat)
-            self.residuals(estimate)
-            sims = self.simulate(estimate)
+            with self._where():  # one cluster (when workers asks for one) for every simulation
+                self.stage = "fit"
+                u0 = self.unit(self.start)
+                u_hat, half_dev = self._minimise(self._res_u, u0, method, max_evaluations)
+                profiles = {}
+                for j, p in enumerate(self.parameters):
+                    if p.name in profiled:
+                        self.stage = f"profile {p.name}"
+                        profiles[p.name], u_hat, half_dev = self._profile(j, u_hat, half_dev, method, max_evaluations)
+                self.stage = "estimate"
+                estimate = self.values(u_hat)
+                self.residuals(estimate)
+                sims = self.simulate(estimate)
         finally:
             self._bar.close()
             self._bar = None
         return CalibrationResult(self, estimate, profiles, sims, half_dev, time.perf_counter() - t0, method)
+
+    @contextmanager
+    def _where(self):
+        """Within it, every simulation runs on one client for :attr:`workers`
+        (a local cluster started once, closed at the end; nested calls reuse it)."""
+        if self._client is not None or self.workers is None:
+            yield
+            return
+        with client_for(self.workers) as client:
+            self._client = client
+            try:
+                yield
+            finally:
+                self._client = None
 
     def _profiled(self, intervals) -> list[str]:
         """The names ``intervals`` asks to profile (True: all, False: none, or names)."""
@@ -545,8 +577,9 @@ class Calibrator:
         t0 = time.perf_counter()
         values = self._complete(values or {})
         self.stage = "evaluate"
-        r, _ = self._evaluate(values)
-        sims = self.simulate(values)
+        with self._where():
+            r, _ = self._evaluate(values)
+            sims = self.simulate(values)
         return CalibrationResult(self, values, {}, sims, 0.5 * float(r @ r), time.perf_counter() - t0, "none")
 
     def _profile(self, j: int, u_hat, half_dev: float, method: str, max_evaluations: int):
@@ -620,7 +653,7 @@ class Calibrator:
 
 def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, replicates: int = 50, seed: int = 1,
               method: str = "trf", intervals=True, max_evaluations: int = 400,
-              progress: bool = True) -> "CalibrationResult":
+              progress: bool = True, workers=None) -> "CalibrationResult":
     """Fit ``parameters`` (:class:`Parameter` list) to published ``targets``
     (:class:`Target` list, DataFrame or CSV) by maximum binomial likelihood
     with common random numbers (see the module docstring).
@@ -636,9 +669,13 @@ def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, r
         False (estimates only).
     max_evaluations : cap of the fit (``"trf"``: its iterations' function
         evaluations, Jacobian evaluations not counted; simplex methods: all).
+    workers : where each simulation's replicates run (see
+        :mod:`pkpd.distributed`: None here, N for a local cluster of N
+        processes started once for the calibration, a ``distributed.Client``
+        or a scheduler address); the result is bit-identical whatever ``workers``.
     Returns a :class:`CalibrationResult`.
     """
-    problem = Calibrator(targets, parameters, holdout, model, replicates, seed, progress)
+    problem = Calibrator(targets, parameters, holdout, model, replicates, seed, progress, workers)
     return problem.fit(method, intervals, max_evaluations)
 
 

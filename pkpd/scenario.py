@@ -11,7 +11,9 @@ stop the load with an error naming the key and the fix)::
     [endpoints]    response, primary_day, target, above, below,
                    stopped_as_nonresponders, once_within_days,
                    increased_above, increased_within_days, relapse_below
-    [rules.NAME]   the fields of pkpd.TitrationRule (all optional)
+    [rules.NAME]   the fields of pkpd.TitrationRule (all optional); kind = "model-guided"
+                   makes it a pkpd.forecast.ModelGuidedRule (with its fields max_p_above,
+                   horizon_visits, posterior, n_laplace, n_draws, n_predict, seed)
     [[arms]]       name, n, start_mg, rule (a NAME above; none = fixed dose)
     [[arms.stages]]  kind ("fixed" | "titration" | "taper" | "off"), days, and
                    per kind dose_mg, rule, taper_every_days, ladder_mg,
@@ -104,6 +106,14 @@ _SCHEMA = {
         "confirm_resume": ("whole", "consecutive counts below resume_below before resuming"),
         "stop_after_days_at_max": ("number", "stop if below low after this many days at the top level"),
         "name": ("text", "label of the rule"),
+        "kind": ("text", '"label" (pkpd.TitrationRule, default) or "model-guided" (pkpd.forecast.ModelGuidedRule)'),
+        "max_p_above": ("number", "model-guided: largest accepted P(count > interrupt_above)"),
+        "horizon_visits": ("whole", "model-guided: visits ahead forecast"),
+        "posterior": ("text", 'model-guided: "importance" or "laplace"'),
+        "n_laplace": ("whole", "model-guided: Laplace draws per patient"),
+        "n_draws": ("whole", "model-guided: importance-sampling draws per forecast"),
+        "n_predict": ("whole", "model-guided: simulated posterior draws per forecast"),
+        "seed": ("whole", "model-guided: seed of the decisions"),
     },
     "arm": {
         "name": ("text", "arm label"),
@@ -184,6 +194,21 @@ def _check_table(table, schema: str, where: str, required: tuple[str, ...] = ())
     if missing:
         raise PKPDInputError(f"{where} lacks required key(s) {missing}; add e.g. {missing[0]} = {_EXAMPLES[allowed[missing[0]][0]]}.")
     return table
+
+
+def _rule_class(where: str, kind, body: dict):
+    """The rule class of ``[rules.NAME] kind``; keys of the model-guided rule only with it."""
+    guided = ("max_p_above", "horizon_visits", "posterior", "n_laplace", "n_draws", "n_predict", "seed")
+    if kind == "model-guided":
+        from .forecast import ModelGuidedRule  # the forecasting stack loads only for a guided rule
+        return ModelGuidedRule
+    if kind != "label":
+        raise PKPDInputError(f'{where}.kind = {kind!r}: use "label" (pkpd.TitrationRule) or "model-guided" '
+                             "(pkpd.forecast.ModelGuidedRule).")
+    extra = [k for k in guided if k in body]
+    if extra:
+        raise PKPDInputError(f'{where}.{extra[0]} belongs to a model-guided rule; add kind = "model-guided" or remove it.')
+    return TitrationRule
 
 
 def _stage(where: str, body, rules: Mapping[str, TitrationRule]) -> Stage:
@@ -312,7 +337,7 @@ class Scenario:
             body = {**body, "name": body.get("name", rname)}
             if "ladder_mg" in body:
                 body["ladder_mg"] = tuple(body["ladder_mg"])
-            rules[rname] = keyed(where, "rule", TitrationRule, **body)
+            rules[rname] = keyed(where, "rule", _rule_class(where, body.pop("kind", "label"), body), **body)
 
         drug = mo.pop("drug", "hetrombopag")
         # without a population: ITP where the drug has it (pkpd's main use), else the drug's first
@@ -322,6 +347,8 @@ class Scenario:
         model = _wrap("model", drugs.model, drug, population, **mo)
         if nonresponders is not None:
             model = _wrap("model.nonresponder_fraction", model.with_, nonresponder_fraction=nonresponders)
+        # a model-guided rule forecasts with the scenario's model
+        rules = {k: r if type(r) is TitrationRule else r.with_(model=model) for k, r in rules.items()}
 
         arms_raw = data.get("arms")
         if isinstance(arms_raw, dict):

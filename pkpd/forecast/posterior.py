@@ -128,13 +128,17 @@ def _positive_definite(H: np.ndarray) -> tuple[np.ndarray, bool]:
     return (v * np.maximum(w, floor)) @ v.T, False
 
 
-def fit_status(density: PatientDensity, prior_share: float, rng: np.random.Generator, n_starts: int) -> StatusFit:
-    """MAP and Laplace approximation of one status (see the module docstring)."""
+def fit_status(density: PatientDensity, prior_share: float, rng: np.random.Generator, n_starts: int,
+               starts: np.ndarray | None = None) -> StatusFit:
+    """MAP and Laplace approximation of one status (see the module docstring).
+    ``starts`` (k, d): the optimiser's starting points instead of the prior mean and
+    ``n_starts - 1`` prior draws (e.g. a warm start from an earlier MAP)."""
     p = density.prior
-    starts = [p.mean]
-    if n_starts > 1:
-        starts += list(rng.multivariate_normal(p.mean, p.cov, size=n_starts - 1))
-    res, evaluations = find_map(density, np.array(starts))
+    if starts is None:
+        starts = [p.mean]
+        if n_starts > 1:
+            starts += list(rng.multivariate_normal(p.mean, p.cov, size=n_starts - 1))
+    res, evaluations = find_map(density, np.atleast_2d(np.asarray(starts, float)))
     z = np.asarray(res.x, float)
     span = density.upper - density.lower
     on = [n for n, x, lo, hi, s in zip(p.names, z, density.lower, density.upper, span)

@@ -140,6 +140,37 @@ def choose(table: pd.DataFrame, ladder_mg, target, above: float, max_p_above: fl
                   f"{per.loc[dose, 'p_above']:.2f}")
 
 
+def choose_many(observed: np.ndarray, doses, target, above: float, max_p_above: float,
+                current_mg) -> np.ndarray:
+    """The doses :func:`choose` recommends (mg, shape (n,)), for many patients at once.
+
+    observed : (C, n, K, V) predicted measured counts (10^9/L) of candidate ``doses`` (C,), mg,
+        ascending ladder doses with 0 mg; K draws, V visit days.
+    current_mg : (n,) each patient's current dose, mg (one of ``doses``).
+    The same rule as :func:`candidate_table` + :func:`choose`, without the tables:
+    P(in range) averaged over the visits, P(> above) its maximum, the mean log-distance.
+    """
+    low, high = map(float, target)
+    doses = np.asarray(doses, float)
+    x = np.asarray(observed, float)
+    p_in = np.mean((x >= low) & (x <= high), axis=2).mean(axis=2).T  # (n, C)
+    p_above = np.mean(x > above, axis=2).max(axis=2).T
+    log_x = np.log(np.maximum(x, 1e-3))
+    distance = np.maximum(np.maximum(np.log(low) - log_x, 0.0), log_x - np.log(high)).mean(axis=2).mean(axis=2).T
+    rows = np.arange(p_in.shape[0])
+    ok = p_above <= max_p_above + 1e-12
+    p_ok = np.where(ok, p_in, -np.inf)
+    best = p_ok[rows, np.argmax(p_ok, axis=1)]
+    near = ok & (p_in >= best[:, None] - TIE)
+    d_near = np.where(near, distance, np.inf)
+    closest = near & (distance <= d_near.min(axis=1)[:, None] + DISTANCE_TIE)
+    current = np.asarray(current_mg, float)
+    at = np.argmin(np.abs(doses[None, :] - current[:, None]), axis=1)
+    held = closest[rows, at] & np.isclose(doses[at], current, rtol=0, atol=1e-9)
+    chosen = np.where(held, current, doses[np.argmin(d_near, axis=1)])
+    return np.where(ok.any(axis=1), chosen, doses[np.argmin(p_above, axis=1)])
+
+
 class Forecast:
     """A dose forecast for one patient.
 

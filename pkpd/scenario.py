@@ -35,6 +35,7 @@ import shutil
 
 import difflib
 import tomllib
+from importlib import import_module
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -200,8 +201,8 @@ def _rule_class(where: str, kind, body: dict):
     """The rule class of ``[rules.NAME] kind``; keys of the model-guided rule only with it."""
     guided = ("max_p_above", "horizon_visits", "posterior", "n_laplace", "n_draws", "n_predict", "seed")
     if kind == "model-guided":
-        from .forecast import ModelGuidedRule  # the forecasting stack loads only for a guided rule
-        return ModelGuidedRule
+        # the forecasting stack (ArviZ) loads only for a guided rule
+        return import_module(".forecast", __package__).ModelGuidedRule
     if kind != "label":
         raise PKPDInputError(f'{where}.kind = {kind!r}: use "label" (pkpd.TitrationRule) or "model-guided" '
                              "(pkpd.forecast.ModelGuidedRule).")

@@ -150,30 +150,31 @@ ITP_PLT0 = 13.0
 
 # ---------------------------------------------------------------- calibrated with the dose-dependent PK
 # The models with the saturable PK above (pk="saturable").  Their values that no publication
-# gives were calibrated with pkpd.calibrate to published endpoints (notebook
-# docs/calibration.md, its estimates rounded here): [C].
+# gives were calibrated with pkpd.calibrate to published endpoints (notebooks/03_itp_calibration.ipynb;
+# docs/calibration.md records the run and the healthy EC50's root search; estimates rounded here): [C].
 #: Healthy-volunteer EC50, ng/mL.  [C] calibrated, docs/calibration.md: the mean day-6 platelet
 #: rise after one fasting 7.5 mg dose is +15.8% (Yang et al., Br J Clin Pharmacol 2020;86:1528).
 SATURABLE_HEALTHY_EC50 = 42.0
-#: ITP EC50 (ng/mL) and Hill coefficient.  [C] calibrated, docs/calibration.md, to the phase III week-8 response
-#: and response at least once within 8 weeks (Mei et al., J Hematol Oncol 2021;14:37) and the
+#: ITP EC50 (ng/mL) and Hill coefficient.  [C] calibrated, notebook 03 (docs/calibration.md), to the phase III
+#: week-8 response and response at least once within 8 weeks (Mei et al., J Hematol Oncol 2021;14:37) and the
 #: first-in-patient day-28 response at fixed 2.5 / 5 / 7.5 mg (J Thromb Haemost 2020;18:3053): only
-#: a steep concentration-response (Hill ~2.1) separates 2.5 mg (1/8) from 5 mg (7/12).
+#: a steep concentration-response (Hill ~2.1) separates 2.5 mg (1/8) from 5 mg (7/12).  Not identified: the
+#: Hill coefficient's 95 % profile interval (EC50 re-fitted) spans the solver's whole range 0.5-5.
 SATURABLE_ITP_EC50 = 23.7
 SATURABLE_ITP_HILL = 2.1
-#: Share of ITP patients without platelet response.  [C] calibrated, docs/calibration.md (same targets).  Below
-#: the 11-32% reported for TPO-RAs (Hayes 2011; Perez-Ruixo 2012): with the disease fluctuation, the
+#: Share of ITP patients without platelet response.  [C] calibrated, notebook 03 (docs/calibration.md) (same
+#: targets).  Below the 11-32% reported for TPO-RAs (Hayes 2011; Perez-Ruixo 2012): with the disease fluctuation, the
 #: responses at least once within 8 weeks (84.5% / 86.5%) leave little room for patients who never respond.
 SATURABLE_ITP_NONRESPONDER_FRACTION = 0.017
 #: Within-patient fluctuation of ITP disease activity (log SD of production, correlation time h).
-#: [C] calibrated, docs/calibration.md (same targets: placebo and treated patients moving in and out of response).
+#: [C] calibrated, notebook 03 (docs/calibration.md) (same targets: placebo and treated patients moving in and out of response).
 ITP_FLUCTUATION = Fluctuation(sd_log=0.39, time_h=248.0)
 CALIBRATED_SOURCES = {
     "ec50": "[C] calibrated, docs/calibration.md (healthy: +15.8% on day 6 after 7.5 mg, Yang 2020)",
-    "itp_ec50": "[C] calibrated, docs/calibration.md (phase III week 8 and once-in-8-weeks, Mei 2021; first-in-patient day 28, JTH 2020)",
-    "hill": "[C] calibrated, docs/calibration.md (the first-in-patient dose-response slope, JTH 2020;18:3053)",
-    "nonresponder_fraction": "[C] calibrated, docs/calibration.md (Mei 2021; JTH 2020)",
-    "fluctuation": "[C] calibrated, docs/calibration.md (Mei 2021; JTH 2020)",
+    "itp_ec50": "[C] calibrated, notebook 03 (docs/calibration.md) (phase III week 8 and once-in-8-weeks, Mei 2021; first-in-patient day 28, JTH 2020)",
+    "hill": "[C] calibrated, notebook 03 (docs/calibration.md) (the first-in-patient dose-response slope, JTH 2020;18:3053)",
+    "nonresponder_fraction": "[C] calibrated, notebook 03 (docs/calibration.md) (Mei 2021; JTH 2020)",
+    "fluctuation": "[C] calibrated, notebook 03 (docs/calibration.md) (Mei 2021; JTH 2020)",
 }
 
 

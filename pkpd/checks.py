@@ -7,6 +7,8 @@ into a silent NaN further down.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numbers
 
 import numpy as np
@@ -236,3 +238,15 @@ def whole(name: str, value, low: int = 1, high: int | None = None, alternative: 
 
 def _unit(unit: str) -> str:
     return f" (in {unit})" if unit else ""
+
+
+def with_fields(obj, changes: dict):
+    """A copy of the frozen dataclass ``obj`` with ``changes`` applied (its
+    ``__post_init__`` validates again); an unknown field name is refused with
+    the fields listed.  Every specification's ``with_`` is this."""
+    names = [f.name for f in dataclasses.fields(obj)]
+    unknown = set(changes) - set(names)
+    if unknown:
+        raise PKPDInputError(f"{type(obj).__name__} has no field(s) {sorted(unknown)}; fields: {names}.")
+    return dataclasses.replace(obj, **changes)
+

@@ -27,12 +27,12 @@ counts and returns the decision log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .checks import MAX_HORIZON_H, PKPDInputError, dose_mg, finite, nonnegative, positive
+from .checks import MAX_HORIZON_H, PKPDInputError, dose_mg, finite, nonnegative, positive, with_fields
 from .drugs import hetrombopag
 
 #: Action names, indexed by the integer codes used in the vectorised state.
@@ -249,10 +249,7 @@ class TitrationRule:
 
     def with_(self, **changes) -> "TitrationRule":
         """A copy with some fields changed (validated again)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise PKPDInputError(f"TitrationRule has no field(s) {sorted(unknown)}; fields: {[f.name for f in fields(self)]}.")
-        return replace(self, **changes)
+        return with_fields(self, changes)
 
     # ------------------------------------------------------------ decisions
     def start(self, start_mg: float, n: int, day: float = 0.0) -> TitrationState:

@@ -26,7 +26,7 @@ Units: days for the design, h in NONMEM records, mg, 10^9/L.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -34,7 +34,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import titration as tt
-from .checks import MAX_PATIENT_DAYS, MAX_PATIENT_VISITS, PKPDInputError, dose_mg, positive, whole
+from .checks import MAX_PATIENT_DAYS, MAX_PATIENT_VISITS, PKPDInputError, dose_mg, positive, whole, with_fields
 from .endpoints import ENDPOINTS, RESPONSE_ENDPOINTS, _interval, percent  # noqa: F401 (re-exported)
 from .intervals import clopper_pearson  # noqa: F401 (re-exported)
 from .distributed import PATIENT_DAY_SECONDS, check_workers, client_for, group_size, n_workers, run_tasks
@@ -150,10 +150,7 @@ class Stage:
 
     def with_(self, **changes) -> "Stage":
         """A copy with some fields changed (validated again)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise PKPDInputError(f"Stage has no field(s) {sorted(unknown)}; fields: {[f.name for f in fields(self)]}.")
-        return replace(self, **changes)
+        return with_fields(self, changes)
 
     def with_days(self, days) -> "Stage":
         """The same stage lasting ``days`` days."""

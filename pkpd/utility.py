@@ -22,13 +22,13 @@ equivalents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import titration as tt
-from .checks import PKPDInputError, finite, positive
+from .checks import PKPDInputError, finite, positive, with_fields
 
 #: Action codes of a visit on which the arm's rule (or taper) decided: what a
 #: decision visit is for the ``per_visit`` cost (start, observe and fixed are not).
@@ -97,10 +97,7 @@ class Utility:
 
     def with_(self, **changes) -> "Utility":
         """A copy with some fields changed (validated again)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise PKPDInputError(f"Utility has no field(s) {sorted(unknown)}; fields: {[f.name for f in fields(self)]}.")
-        return replace(self, **changes)
+        return with_fields(self, changes)
 
     # ------------------------------------------------------------ scoring
     def per_patient(self, result) -> pd.DataFrame:

@@ -150,12 +150,6 @@ class ModelGuidedRule(TitrationRule):
                 f"{self.visit_every_days:g} d, max P(>{self.interrupt_above:g}) {self.max_p_above:g}, "
                 f"target {self.low:g}-{self.high:g}, {self.posterior} posterior)")
 
-    def with_(self, **changes) -> "ModelGuidedRule":
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise PKPDInputError(f"ModelGuidedRule has no field(s) {sorted(unknown)}; fields: {[f.name for f in fields(self)]}.")
-        return replace(self, **changes)
-
     def start(self, start_mg: float, n: int, day: float = 0.0) -> GuidedState:
         base = super().start(start_mg, n, day)
         return GuidedState(**{f.name: getattr(base, f.name) for f in fields(base)}, start_day=float(day),

@@ -448,13 +448,14 @@ class Calibrator:
         f = np.array([self.floor(s["n_sim"]) for s in sims])
         return np.clip([s["rate"] for s in sims], f, 1 - f)
 
-    def _evaluate(self, values) -> tuple[np.ndarray, float]:
+    def _evaluate(self, values, sims=None) -> tuple[np.ndarray, float]:
         """(signed deviance residuals, objective) of the fitted targets at
-        ``values``, each point simulated once and logged in ``history``."""
+        ``values``, each point simulated once and logged in ``history``
+        (``sims``: :meth:`simulate`'s result at ``values``, if already made)."""
         key = tuple(round(values[n], 12) for n in self.names)
         if key not in self._cache:
             t0 = time.perf_counter()
-            sims = self.simulate(values, self._fit_designs)[: len(self.targets)]
+            sims = (self.simulate(values, self._fit_designs) if sims is None else sims)[: len(self.targets)]
             k = np.array([t.k for t in self.targets], float)
             n = np.array([t.n for t in self.targets], float)
             p = self._clipped(sims)
@@ -578,8 +579,8 @@ class Calibrator:
         values = self._complete(values or {})
         self.stage = "evaluate"
         with self._where():
-            r, _ = self._evaluate(values)
-            sims = self.simulate(values)
+            sims = self.simulate(values)  # every design once: the fitted targets' residuals come from it too
+            r, _ = self._evaluate(values, sims)
         return CalibrationResult(self, values, {}, sims, 0.5 * float(r @ r), time.perf_counter() - t0, "none")
 
     def _profile(self, j: int, u_hat, half_dev: float, method: str, max_evaluations: int):

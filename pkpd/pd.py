@@ -28,6 +28,11 @@ subject and step length (closed-form Erlang terms, and a Gauss rule of higher
 order for the weights).  A step then costs two small matrix-vector products
 per subject.  The only error is the interpolation of ``u``.
 
+Steps end at doses (and at the disease fluctuation's interval ends), not at
+report times: a report inside a step is read from the step's start and its
+input with the propagators to that time (dense output, the same collocation
+solution), so hourly output costs a few multiply-adds per report, not a step.
+
 Accuracy control
 ----------------
 Every step estimates that error from the interpolant's highest Legendre
@@ -308,9 +313,32 @@ def _propagators(ktr, kdeg, n, taus, lags, coef):
     return phi, w
 
 
+@numba.njit(parallel=True, cache=True)
+def _dense_rows(ktr, kdeg, n, taus, lags, coef):
+    """The PLT rows only of :func:`_propagators`' phi and w (what a report
+    inside a step needs): x (S, T, N) and w (S, T, m)."""
+    S = ktr.size
+    T = taus.size
+    K = lags.shape[1]
+    m = coef.shape[2]
+    x = np.zeros((S, T, n + 1))
+    w = np.zeros((S, T, m))
+    for s in numba.prange(S):
+        for t in range(T):
+            for j in range(n):
+                x[s, t, j] = _chain_response(n - j, ktr[s], kdeg[s], taus[t])
+            x[s, t, n] = np.exp(-kdeg[s] * taus[t])
+            for k in range(K):
+                r = _chain_response(n, ktr[s], kdeg[s], lags[t, k])
+                for j in range(m):
+                    w[s, t, j] += coef[t, k, j] * r
+    return x, w
+
+
 # ---------------------------------------------------------------- the time-stepping kernel
-#: Operation codes of a simulation plan (see PKPDSolver.run).
-OP_DOSE, OP_STEP, OP_REPORT = 0, 1, 2
+#: Operation codes of a simulation plan (see TransitSolver.run): OP_DENSE reads a
+#: report inside the step just taken (dense output), OP_REPORT the current state.
+OP_DOSE, OP_STEP, OP_REPORT, OP_DENSE = 0, 1, 2, 3
 
 
 @numba.njit(cache=True)
@@ -326,7 +354,8 @@ def _matvec(tables, k, s, v, out):
 @numba.njit(parallel=True, cache=True)
 def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
               step_h, first, mapped, top, decay_power, scale, central, into, ktr, kin, emax, ec50, hill, gamma, plt0, sweeps,
-              a_pk, x, conc_out, plt_out, err_first, err_rest, given, step_no, path, seg):
+              a_pk, x, conc_out, plt_out, err_first, err_rest, given, step_no, path, seg,
+              dense_x, dense_w, dense_pk, dense_of):
     """Execute a plan of DOSE / STEP / REPORT operations for every subject.
 
     State (a_pk: PK amounts, mg, doses into compartment ``into``; x: P1..Pn, PLT) is
@@ -353,6 +382,15 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
     amounts are then not propagated here.  Production is multiplied by
     ``exp(path[s, seg[o]])`` on each step: the disease fluctuation of
     :mod:`pkpd.fluctuation` (a path of zeros when there is none).
+
+    Dense output: an OP_DENSE operation right after a step reports the
+    state at a time inside that step from the step's start and its input
+    (its converged node values, feedback included), with the tables of
+    offset ``dense_of[o]``: ``dense_x`` (D, S, N) the PLT row of e^{A tau},
+    ``dense_w`` (D, S, m) the PLT row of the input weights to tau and
+    ``dense_pk`` (D, S, n_pk) the concentration at tau from the PK amounts
+    at the step's start (linear PK only).  A report then costs N + m + n_pk
+    multiply-adds instead of a step of its own.
     """
     S = a_pk.shape[0]
     m = pk_nodes.shape[2]
@@ -365,7 +403,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
         fed = np.empty(m)
         free = np.empty(m)
         xs = x[s].copy()
+        prev = np.empty(big_n)
         amt = a_pk[s].copy()
+        amt_prev = np.empty(n_pk)
         amt_new = np.empty(n_pk)
         conc = np.empty(m)
         nonlinear = given.shape[1] > 0
@@ -377,6 +417,18 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
             elif op == OP_REPORT:
                 conc_out[s, a] = c_now if nonlinear else amt[central] * scale[s]
                 plt_out[s, a] = xs[big_n - 1]
+            elif op == OP_DENSE:
+                d = dense_of[o]
+                acc = 0.0
+                for j in range(big_n):
+                    acc += dense_x[d, s, j] * prev[j]
+                for j in range(m):
+                    acc += dense_w[d, s, j] * u[j]
+                plt_out[s, a] = acc
+                acc = 0.0
+                for j in range(n_pk):
+                    acc += dense_pk[d, s, j] * amt_prev[j]
+                conc_out[s, a] = acc
             else:
                 two = n_pk == 2  # the usual depot + central: kept in registers
                 a0, a1 = amt[0], amt[n_pk - 1]
@@ -445,7 +497,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                     for j in range(m):
                         acc += w[a, s, i, j] * u[j]
                     new[i] = acc
+                prev[:] = xs  # the step's start, for reports inside it (OP_DENSE)
                 xs[:] = new
+                amt_prev[:] = amt
                 if nonlinear:
                     pass  # the PK model propagated its own amounts
                 elif two:
@@ -496,6 +550,8 @@ class TransitSolver:
     _path: np.ndarray | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
     _stacked: tuple | None = field(default=None, repr=False)
+    _dense: dict = field(default_factory=dict, repr=False)
+    _dense_stacked: tuple | None = field(default=None, repr=False)
     _finer: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -536,34 +592,51 @@ class TransitSolver:
         """Cache key of the propagators for a step of h hours."""
         return (float(f"{h:.12g}"), self.map_first_steps and after_dose and self._ka_max * h > MAP_MIN_KA_H, first)
 
-    def _build_all(self, keys) -> None:
-        """Build the propagators of every key not yet cached, in one kernel call."""
+    def _build_all(self, keys, dense_keys=()) -> None:
+        """Build the propagators of every step key and dense-output key (a
+        step key and the report's place sigma in it) not yet cached, in one kernel call."""
         new = [k for k in dict.fromkeys(keys) if k not in self._cache]
-        if not new:
-            return
-        parts = [self._build_inputs(*k) for k in new]
-        taus = np.concatenate([q[0] for q in parts])
-        lags = np.concatenate([q[1] for q in parts])
-        coef = np.concatenate([q[2] for q in parts])
-        phi_all, w_all = _propagators(self.pd.ktr, self.pd.kdeg, self.pd.n_transit, taus, lags, coef)
-        start = 0
-        for key, q in zip(new, parts):
-            end = start + q[0].size
-            self._cache[key] = self._build(*key, phi_all[:, start:end], w_all[:, start:end])
-            start = end
+        if new:
+            parts = [self._build_inputs(*k) for k in new]
+            phi_all, w_all = _propagators(self.pd.ktr, self.pd.kdeg, self.pd.n_transit,
+                                          *(np.concatenate([q[i] for q in parts]) for i in range(3)))
+            start = 0
+            for key, q in zip(new, parts):
+                end = start + q[0].size
+                self._cache[key] = self._build(*key, phi_all[:, start:end], w_all[:, start:end])
+                start = end
+        new_dense = [k for k in dict.fromkeys(dense_keys) if k not in self._dense]
+        if new_dense:
+            parts = [self._build_inputs(*k[0], ends=np.array([k[1]])) for k in new_dense]
+            taus = np.concatenate([q[0] for q in parts])
+            x, w = _dense_rows(self.pd.ktr, self.pd.kdeg, self.pd.n_transit, taus,
+                               *(np.concatenate([q[i] for q in parts]) for i in (1, 2)))
+            conc = self._scale[:, None, None] * self.pk.propagators(self.pk_params, taus)[:, :, self.pk.CENTRAL, :]
+            for i, key in enumerate(new_dense):
+                self._dense[key] = {"x": x[:, i], "w": w[:, i], "pk": conc[:, i]}
 
-    def _build_inputs(self, h: float, mapped: bool, first: int):
-        """Step ends (taus), quadrature lags and Lagrange coefficients of one step kind."""
+    def _build_inputs(self, h: float, mapped: bool, first: int, ends=None):
+        """Step ends (taus), quadrature lags and Lagrange coefficients of one
+        step kind; ``ends`` (places sigma in [0, 1]) for dense output instead."""
         c = self._c
         phi, dphi = self._time_map(mapped)
         qz, qw = gauss_legendre(c.size + QUADRATURE_EXTRA)
         # End of the step, then (with feedback) each node: tau = h phi(c_end).
-        ends = np.concatenate([[1.0], c]) if self._feedback else np.array([1.0])
+        if ends is None:
+            ends = np.concatenate([[1.0], c]) if self._feedback else np.array([1.0])
         sig = ends[:, None] * qz[None, :]  # quadrature points in sigma, (T, K)
         taus = h * phi(ends)
         lags = taus[:, None] - h * phi(sig)
         coef = (ends[:, None] * qw[None, :] * h * dphi(sig))[..., None] * lagrange_basis(c, sig)
         return taus, lags, coef
+
+    def _dense_key(self, step_key: tuple, offset_h: float) -> tuple:
+        """Cache key of a report ``offset_h`` hours into a step: the step's key
+        and the report's place sigma (the inverse of the step's time map)."""
+        h, mapped, _ = step_key
+        f = offset_h / h
+        sigma = np.log1p(f * np.expm1(MAP_ALPHA)) / MAP_ALPHA if mapped else f
+        return step_key, float(f"{sigma:.12g}")
 
     @staticmethod
     def _time_map(mapped: bool):
@@ -646,18 +719,41 @@ class TransitSolver:
         ops, args, seg = [], [], []
         t = t0
         dosed = False
-        events = np.union1d(dose_times[dose_times >= t0 - 1e-9], times)
+        doses = dose_times[dose_times >= t0 - 1e-9]
+        events = np.union1d(doses, times)
         interval = self.fluctuation.interval_h if self._fluctuating else np.inf
         if self._fluctuating and events.size:  # the fluctuation is constant between its interval ends
             ends = interval * np.arange(np.floor(t0 / interval) + 1, np.ceil(events[-1] / interval))
+            doses = np.union1d(doses, ends)
             events = np.union1d(events, ends)
+        if self.pk.LINEAR and times.size:
+            # Dense output: only doses, fluctuation ends and the run's ends bound steps; the
+            # other report times are read inside the step that spans them.
+            bounds = np.union1d(doses, [times[-1], *times[times <= t0 + 1e-9]])
+            at = np.clip(np.searchsorted(bounds, events), 1, bounds.size - 1) if bounds.size > 1 else np.zeros(events.size, int)
+            near = np.minimum(np.abs(events - bounds[at]), np.abs(events - bounds[np.maximum(at - 1, 0)]))
+            events = events[near <= 1e-9]
         for event in events:
             begin = t
-            for h, after_dose, first in self._steps(event - t, dosed):
+            steps = self._steps(event - t, dosed)
+            for k, (h, after_dose, first) in enumerate(steps):
+                key = self._step_key(h, after_dose, first)
                 ops.append(OP_STEP)
-                args.append(self._step_key(h, after_dose, first))
+                args.append(key)
                 seg.append(int(np.floor(begin / interval + 1e-9)) if self._fluctuating else 0)
-                begin += h
+                end = begin + h
+                # reports inside this step, and at its end unless the event below reports them
+                inside = np.flatnonzero((times > begin + 1e-9) & (times < end - 1e-9))
+                for i in inside:
+                    ops.append(OP_DENSE)
+                    args.append((i, self._dense_key(key, times[i] - begin)))
+                    seg.append(0)
+                if k < len(steps) - 1:
+                    for i in np.flatnonzero(np.abs(times - end) <= 1e-9):
+                        ops.append(OP_REPORT)
+                        args.append(i)
+                        seg.append(0)
+                begin = end
             t = max(t, event)
             dosed = False
             for j in np.flatnonzero(np.abs(dose_times - event) <= 1e-9):
@@ -669,11 +765,14 @@ class TransitSolver:
                 ops.append(OP_REPORT)
                 args.append(i)
                 seg.append(0)
-        self._build_all([a for o, a in zip(ops, args) if o == OP_STEP])
+        self._build_all([a for o, a in zip(ops, args) if o == OP_STEP], [a[1] for o, a in zip(ops, args) if o == OP_DENSE])
         index = {key: i for i, key in enumerate(self._cache)}
+        dense_index = {key: i for i, key in enumerate(self._dense)}
+        dense_of = np.array([dense_index[a[1]] if o == OP_DENSE else -1 for o, a in zip(ops, args)], np.int64)
+        args = np.array([index[a] if o == OP_STEP else a[0] if o == OP_DENSE else a for o, a in zip(ops, args)], np.int64)
         ops = np.array(ops, np.int64)
-        args = np.array([index[a] if o == OP_STEP else a for o, a in zip(ops, args)], np.int64)
         seg = np.array(seg, np.int64)
+        dense = self._dense_tables()
         conc = np.full((S, times.size), np.nan)
         plt = np.full((S, times.size), np.nan)
         err_first, err_rest = np.zeros(S), np.zeros(S)
@@ -695,6 +794,7 @@ class TransitSolver:
             self._scale, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT, p.ktr, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
             FEEDBACK_SWEEPS if self._feedback else 0,
             state["a"], state["x"], conc, plt, err_first, err_rest, given, step_no, path, seg,
+            dense["x"], dense["w"], dense["pk"], dense_of,
         )
         state["a"] = a_end
         state["t"] = max(t, t0)
@@ -759,6 +859,19 @@ class TransitSolver:
             stacked = {name: np.stack([c[name] for c in self._cache.values()]) for name in first}
             self._stacked = (len(self._cache), stacked)
         return self._stacked[1]
+
+    def _dense_tables(self) -> dict:
+        """The cached dense-output tables stacked along a leading axis (one
+        empty entry when there are none)."""
+        if self._dense_stacked is None or self._dense_stacked[0] != len(self._dense):
+            if self._dense:
+                stacked = {k: np.stack([d[k] for d in self._dense.values()]) for k in ("x", "w", "pk")}
+            else:
+                S, m, big_n = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1
+                stacked = {"x": np.zeros((1, S, big_n)), "w": np.zeros((1, S, m)),
+                           "pk": np.zeros((1, S, self.pk.n_compartments()))}
+            self._dense_stacked = (len(self._dense), stacked)
+        return self._dense_stacked[1]
 
     def _empty_tables(self) -> dict:
         S, m, big_n, n_pk = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1, self.pk.n_compartments()

@@ -120,6 +120,10 @@ MAPPED_OVERESTIMATE = 1e5
 #: estimate misses errors of up to 3e-5 (measured in the tail of the default
 #: healthy population, CL/V ~0.3 /h); such subjects are run again unmapped.
 MAP_MIN_DECAY = float(np.exp(-3.0))
+#: Subjects per block of a run with ``keep_tables=False``: each block builds
+#: its propagators, runs and frees them, so that their memory (about 1 kB per
+#: subject and step kind) stays bounded whatever the population size.
+SUBJECT_BLOCK = 16384
 #: Refinement rounds (each: graded levels doubled, at least GRADED_LEVELS, or half the step)
 #: before the solver gives up with a warning.
 MAX_REFINEMENTS = 10
@@ -409,11 +413,12 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
         amt_new = np.empty(n_pk)
         conc = np.empty(m)
         nonlinear = given.shape[1] > 0
+        same_doses = amounts.shape[0] == 1  # one row: the same doses for every subject
         c_now = amt[central] * scale[s]
         for o in range(ops.size):
             op, a = ops[o], args[o]
             if op == OP_DOSE:
-                amt[into] += amounts[s, a]
+                amt[into] += amounts[0, a] if same_doses else amounts[s, a]
             elif op == OP_REPORT:
                 conc_out[s, a] = c_now if nonlinear else amt[central] * scale[s]
                 plt_out[s, a] = xs[big_n - 1]
@@ -534,6 +539,11 @@ class TransitSolver:
     deterministic course).  A PK model with ``LINEAR = False`` integrates its
     own amounts (:meth:`~pkpd.exposure.PKModel.run_steps`) and hands the
     concentrations at each step's nodes to the platelet kernel.
+
+    ``keep_tables`` keeps the propagators for later :meth:`run` calls (a
+    trial run visit by visit reuses them); False, for a single run of a large
+    population, runs blocks of :data:`SUBJECT_BLOCK` subjects, each building
+    and freeing its own, so memory stays near the outputs' size.
     """
 
     pk: type[PKModel]
@@ -545,6 +555,7 @@ class TransitSolver:
     tolerance: float = STEP_TOLERANCE
     refinements: int = 0
     map_first_steps: bool = True
+    keep_tables: bool = True
     fluctuation: Fluctuation | None = None
     rng: np.random.Generator | None = field(default=None, repr=False)
     _path: np.ndarray | None = field(default=None, repr=False)
@@ -665,12 +676,15 @@ class TransitSolver:
         S, m, big_n = p.n_subjects, c.size, p.n_transit + 1
         # PK amounts from the step's start to each node and to its end.
         P = self.pk.propagators(self.pk_params, np.append(h * phi(c), h))
+        # Copies, not views: a view would keep the whole of phi_all, w_all and P alive.
+        # Without feedback the node tables are never read: one zero row stands for every subject.
+        own = np.ascontiguousarray
         return {
             "offsets": np.append(h * phi(c), h),
-            "phi": phi_all[:, 0], "w": w_all[:, 0],
-            "phi_nodes": phi_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, big_n)),
-            "w_nodes": w_all[:, 1:, -1, :] if self._feedback else np.zeros((S, m, m)),
-            "pk_nodes": self._scale[:, None, None] * P[:, :m, self.pk.CENTRAL, :], "pk_end": P[:, m],
+            "phi": own(phi_all[:, 0]), "w": own(w_all[:, 0]),
+            "phi_nodes": own(phi_all[:, 1:, -1, :]) if self._feedback else np.zeros((1, m, big_n)),
+            "w_nodes": own(w_all[:, 1:, -1, :]) if self._feedback else np.zeros((1, m, m)),
+            "pk_nodes": self._scale[:, None, None] * P[:, :m, self.pk.CENTRAL, :], "pk_end": own(P[:, m]),
             "step_h": np.float64(h), "first": np.int64(first), "mapped": np.int64(mapped),
         }
 
@@ -712,10 +726,14 @@ class TransitSolver:
         when another step did.
         """
         state = self.initial_state() if state is None else {k: np.copy(v) for k, v in state.items()}
-        start = {k: np.copy(v) for k, v in state.items()}
         S = self.pd.n_subjects
         t0 = float(state["t"])
-        dose_times, amounts, times = run_inputs(S, t0, dose_times, amounts, times)
+        # One dose row for everyone stays one row (the kernel reads row 0), not S copies.
+        shared = np.ndim(amounts) <= 1 and self.pk.LINEAR
+        dose_times, amounts, times = run_inputs(1 if shared else S, t0, dose_times, amounts, times)
+        if not self.keep_tables and S > SUBJECT_BLOCK:
+            return self._run_blocks(dose_times, amounts, times, state)
+        start = {k: np.copy(v) for k, v in state.items()}
         ops, args, seg = [], [], []
         t = t0
         dosed = False
@@ -802,11 +820,36 @@ class TransitSolver:
                      dose_times, amounts, times, conc, plt)
         return conc, plt, state
 
+    def _run_blocks(self, dose_times, amounts, times, state):
+        """:meth:`run` in blocks of :data:`SUBJECT_BLOCK` subjects, each a solver
+        of its own that is dropped after its block (see ``keep_tables``)."""
+        S = self.pd.n_subjects
+        end = max(float(times[-1]) if times.size else 0.0, float(dose_times[-1]) if dose_times.size else 0.0)
+        if self._fluctuating:  # the whole path first, from this solver's stream, as one run would draw it
+            self._fluctuation_path(int(np.floor(end / self.fluctuation.interval_h + 1e-9)) + 2)
+        conc, plt = np.empty((S, times.size)), np.empty((S, times.size))
+        for lo in range(0, S, SUBJECT_BLOCK):
+            idx = np.arange(lo, min(lo + SUBJECT_BLOCK, S))
+            block = TransitSolver(
+                self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
+                max_step_h=self.max_step_h, graded_levels=self.graded_levels, tolerance=self.tolerance,
+                refinements=self.refinements, map_first_steps=self.map_first_steps, fluctuation=self.fluctuation,
+                _path=self._path[idx] if self._fluctuating else None,
+            )
+            c, p, out = block.run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
+                                  {"t": state["t"], "a": state["a"][idx], "x": state["x"][idx]})
+            conc[idx], plt[idx] = c, p
+            for k in ("a", "x"):
+                state[k][idx] = out[k]
+        state["t"] = out["t"]
+        return conc, plt, state
+
     def _refine(self, bad_first, bad_rest, start, state, dose_times, amounts, times, conc, plt):
         """Run again, in place, the subjects whose error estimate failed, each
         group with finer steps (a solver of its own, cached for later runs)."""
         if not (bad_first | bad_rest).any():
             return
+        S = self.pd.n_subjects
         if self.refinements >= MAX_REFINEMENTS:
             bad = np.flatnonzero(bad_first | bad_rest)
             warnings.warn(
@@ -831,13 +874,15 @@ class TransitSolver:
                 )
                 # Steps the finer solver shares with this one: slice their tables.
                 self._finer[key]._cache.update(
-                    (kind, {k: v if np.ndim(v) == 0 or k == "offsets" else v[idx] for k, v in tables.items()})
+                    (kind, {k: v if np.ndim(v) == 0 or k == "offsets" or v.shape[0] != S else v[idx]
+                            for k, v in tables.items()})
                     for kind, tables in self._cache.items()
                     if not kind[1]
                 )
             self._finer[key]._path = self._path[idx]  # this run's path, drawn by this solver
             sub_state = {"t": start["t"], **{k: start[k][idx] for k in ("a", "x")}}
-            c, p, out = self._finer[key].run(dose_times, amounts[idx], times, sub_state)
+            c, p, out = self._finer[key].run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
+                                             sub_state)
             conc[idx], plt[idx] = c, p
             for k in ("a", "x"):
                 state[k][idx] = out[k]
@@ -857,6 +902,8 @@ class TransitSolver:
         if self._stacked is None or self._stacked[0] != len(self._cache):
             first = next(iter(self._cache.values()))
             stacked = {name: np.stack([c[name] for c in self._cache.values()]) for name in first}
+            for i, c in enumerate(self._cache.values()):  # the cache keeps views of the stack, not a second copy
+                c.update({name: stacked[name][i] for name in first})
             self._stacked = (len(self._cache), stacked)
         return self._stacked[1]
 
@@ -866,6 +913,8 @@ class TransitSolver:
         if self._dense_stacked is None or self._dense_stacked[0] != len(self._dense):
             if self._dense:
                 stacked = {k: np.stack([d[k] for d in self._dense.values()]) for k in ("x", "w", "pk")}
+                for i, d in enumerate(self._dense.values()):
+                    d.update({k: stacked[k][i] for k in ("x", "w", "pk")})
             else:
                 S, m, big_n = self.pd.n_subjects, self._c.size, self.pd.n_transit + 1
                 stacked = {"x": np.zeros((1, S, big_n)), "w": np.zeros((1, S, m)),
@@ -906,6 +955,7 @@ class TransitPlatelets(PDModel):
     UNIT = "10^9/L"
     BASELINE = "plt0"
     DRUG_EFFECT = "emax"
+    SINGLE_RUN_OPTIONS = {"keep_tables": False}
     MEANINGS = {
         "emax": "maximal stimulation of platelet production", "ec50": "plasma concentration of half-maximal effect",
         "hill": "Hill coefficient", "n_transit": "megakaryocyte maturation transit compartments",

@@ -50,6 +50,9 @@ class PDModel:
     BASELINE: ClassVar[str] = ""
     DRUG_EFFECT: ClassVar[str] = ""
     MEANINGS: ClassVar[Mapping[str, str]] = {}
+    #: Options of :meth:`solver` for a solver that runs once (a population
+    #: simulation, not a trial run visit by visit), e.g. to free memory early.
+    SINGLE_RUN_OPTIONS: ClassVar[Mapping[str, object]] = {}
 
     @classmethod
     def check(cls, **values):

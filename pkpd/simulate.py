@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import numbers
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from .checks import PKPDInputError, plain, real, report_cells, sorted_times, within_horizon
 from .drugs import hetrombopag
 from .population import PKPDModel
 from .regimen import Regimen
 from .response import Solver
+
+xr = lazy.load("xarray")  # on first use (~0.1-0.2 s to import): only simulate_population returns xarray
 
 
 def solver_for(parameters: pd.DataFrame, model: PKPDModel | None = None, **options) -> Solver:
@@ -148,7 +150,8 @@ def simulate_population(
                 parameters[p] = model.typical[p]
         if "ID" not in parameters:
             parameters.insert(0, "ID", np.arange(1, len(parameters) + 1))
-    conc, response, _ = model.solver(parameters, rng=rng).run(regimen.times, regimen.amounts, times)
+    solver = model.solver(parameters, rng=rng, **model.pd.SINGLE_RUN_OPTIONS)
+    conc, response, _ = solver.run(regimen.times, regimen.amounts, times)
     what, unit = model.pd.OBSERVABLE, model.pd.UNIT
     ds = xr.Dataset(
         {

@@ -72,6 +72,24 @@ def test_platelets_follow_the_fluctuating_production_exactly():
         np.testing.assert_allclose(plt[i], ref, rtol=1e-8)
 
 
+def test_single_run_in_subject_blocks_follows_the_same_path(monkeypatch):
+    """keep_tables=False runs blocks of subjects, each a solver of its own
+    that is freed after it (bounded memory): each subject still follows the
+    path drawn for it, exactly (against solve_ivp), and the path is the
+    one an unblocked run draws from the same seed."""
+    monkeypatch.setattr("pkpd.pd.SUBJECT_BLOCK", 3)
+    model = itp()
+    params = model.sample_parameters(7, seed=2)
+    params["hill"] = 1.0
+    blocked = model.solver(params, rng=np.random.default_rng(5), keep_tables=False)
+    _, plt, _ = blocked.run(DOSE_TIMES, np.full(DAYS, 5.0), TIMES)
+    whole = model.solver(params, rng=np.random.default_rng(5))
+    whole.run(DOSE_TIMES, np.full(DAYS, 5.0), TIMES)
+    np.testing.assert_array_equal(blocked._path[:, :DAYS], whole._path[:, :DAYS])
+    for i, row in params.iterrows():
+        np.testing.assert_allclose(plt[i], _reference(row, blocked._path[i], 5.0), rtol=1e-8)
+
+
 def test_seeded_reproducible_and_independent_of_how_runs_are_split():
     model = itp()
     params = model.sample_parameters(300, seed=1)

@@ -261,3 +261,19 @@ def test_unsorted_times_and_population_size():
             simulate_population(model, Regimen.single(5), [0, 24], n=n, seed=1)
     with pytest.raises(PKPDInputError, match="population"):
         hetrombopag.model("dogs")
+
+
+def test_float32_output_is_the_float64_result_rounded():
+    """output_dtype='float32' (half the memory) rounds the float64 solution to
+    float32 (2^-24 relative), also in blocks of a single run; a wrong dtype is refused."""
+    model = hetrombopag.model("itp", pk="linear")
+    params = model.sample_parameters(5, seed=3)
+    reg = REGIMENS["changes"]
+    c64, p64, _ = model.solver(params).run(reg.times, reg.amounts, REPORT)
+    for keep in (True, False):
+        c32, p32, _ = model.solver(params, keep_tables=keep, output_dtype="float32").run(reg.times, reg.amounts, REPORT)
+        assert c32.dtype == p32.dtype == np.float32
+        assert np.max(np.abs(p32 / p64 - 1)) <= 2.0**-24
+        np.testing.assert_allclose(c32, c64, rtol=2.0**-24, atol=1e-30)
+    with pytest.raises(PKPDInputError, match="output_dtype"):
+        model.solver(params, output_dtype="float16")

@@ -387,6 +387,10 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
     ``exp(path[s, seg[o]])`` on each step: the disease fluctuation of
     :mod:`pkpd.fluctuation` (a path of zeros when there is none).
 
+    The chain's tables (phi, w, their node rows and the dense rows) have
+    one row per subject, or a single row that every subject shares when all
+    have the same chain rates (ktr, kdeg).
+
     Dense output: an OP_DENSE operation right after a step reports the
     state at a time inside that step from the step's start and its input
     (its converged node values, feedback included), with the tables of
@@ -414,6 +418,8 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
         conc = np.empty(m)
         nonlinear = given.shape[1] > 0
         same_doses = amounts.shape[0] == 1  # one row: the same doses for every subject
+        # chain tables of one row: every subject has the same chain rates (shared propagators)
+        cr = np.int64(s) if phi.shape[1] > 1 else np.int64(0)
         c_now = amt[central] * scale[s]
         for o in range(ops.size):
             op, a = ops[o], args[o]
@@ -426,9 +432,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                 d = dense_of[o]
                 acc = 0.0
                 for j in range(big_n):
-                    acc += dense_x[d, s, j] * prev[j]
+                    acc += dense_x[d, cr, j] * prev[j]
                 for j in range(m):
-                    acc += dense_w[d, s, j] * u[j]
+                    acc += dense_w[d, cr, j] * u[j]
                 plt_out[s, a] = acc
                 acc = 0.0
                 for j in range(n_pk):
@@ -463,14 +469,14 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                     for j in range(m):
                         acc = 0.0
                         for i in range(big_n):
-                            acc += phi_nodes[a, s, j, i] * xs[i]
+                            acc += phi_nodes[a, cr, j, i] * xs[i]
                         free[j] = acc
                         fed[j] = u[j] * (plt0[s] / xs[big_n - 1]) ** gamma[s]
                     for _ in range(sweeps):
                         for j in range(m):
                             acc = free[j]
                             for i in range(m):
-                                acc += w_nodes[a, s, j, i] * fed[i]
+                                acc += w_nodes[a, cr, j, i] * fed[i]
                             fed[j] = u[j] * (plt0[s] / acc) ** gamma[s]
                     for j in range(m):
                         u[j] = fed[j]
@@ -498,9 +504,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                 for i in range(big_n):
                     acc = 0.0
                     for j in range(big_n):
-                        acc += phi[a, s, i, j] * xs[j]
+                        acc += phi[a, cr, i, j] * xs[j]
                     for j in range(m):
-                        acc += w[a, s, i, j] * u[j]
+                        acc += w[a, cr, i, j] * u[j]
                     new[i] = acc
                 prev[:] = xs  # the step's start, for reports inside it (OP_DENSE)
                 xs[:] = new
@@ -585,6 +591,8 @@ class TransitSolver:
         chain_norm = float(np.max(np.maximum(2 * self.pd.ktr, self.pd.ktr + self.pd.kdeg)))
         self.max_step_h = min(self.max_step_h, MAX_CHAIN_NORM / chain_norm)
         self._feedback = bool((self.pd.gamma > 0).any())
+        # Subjects with the same chain rates share one set of chain propagators.
+        self._shared_chain = bool(S > 1 and (self.pd.ktr == self.pd.ktr[0]).all() and (self.pd.kdeg == self.pd.kdeg[0]).all())
         if self.graded_levels is None:
             self.graded_levels = GRADED_LEVELS if (self.pd.hill != np.round(self.pd.hill)).any() else 0
         self._ka_max = float(self.pk_params[self.pk.ABSORPTION].max())
@@ -612,10 +620,11 @@ class TransitSolver:
     def _build_all(self, keys, dense_keys=()) -> None:
         """Build the propagators of every step key and dense-output key (a
         step key and the report's place sigma in it) not yet cached, in one kernel call."""
+        chain = (self.pd.ktr[:1], self.pd.kdeg[:1]) if self._shared_chain else (self.pd.ktr, self.pd.kdeg)
         new = [k for k in dict.fromkeys(keys) if k not in self._cache]
         if new:
             parts = [self._build_inputs(*k) for k in new]
-            phi_all, w_all = _propagators(self.pd.ktr, self.pd.kdeg, self.pd.n_transit,
+            phi_all, w_all = _propagators(*chain, self.pd.n_transit,
                                           *(np.concatenate([q[i] for q in parts]) for i in range(3)))
             start = 0
             for key, q in zip(new, parts):
@@ -626,7 +635,7 @@ class TransitSolver:
         if new_dense:
             parts = [self._build_inputs(*k[0], ends=np.array([k[1]])) for k in new_dense]
             taus = np.concatenate([q[0] for q in parts])
-            x, w = _dense_rows(self.pd.ktr, self.pd.kdeg, self.pd.n_transit, taus,
+            x, w = _dense_rows(*chain, self.pd.n_transit, taus,
                                *(np.concatenate([q[i] for q in parts]) for i in (1, 2)))
             conc = self._scale[:, None, None] * self.pk.propagators(self.pk_params, taus)[:, :, self.pk.CENTRAL, :]
             for i, key in enumerate(new_dense):
@@ -880,7 +889,9 @@ class TransitSolver:
                     tolerance=self.tolerance, refinements=self.refinements + 1, map_first_steps=False,
                     fluctuation=self.fluctuation, _path=self._path[idx],
                 )
-                # Steps the finer solver shares with this one: slice their tables.
+                # Steps the finer solver shares with this one: slice their tables, which
+                # keeps their layout (shared chain rows, node tables), so the finer solver keeps it too.
+                self._finer[key]._shared_chain, self._finer[key]._feedback = self._shared_chain, self._feedback
                 self._finer[key]._cache.update(
                     (kind, {k: v if np.ndim(v) == 0 or k == "offsets" or v.shape[0] != S else v[idx]
                             for k, v in tables.items()})

@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+stats = lazy.load("scipy.stats", suppress_warning=True)  # on first use (~0.7 s to import): Kaplan-Meier only
 
 from . import titration as tt
 from .checks import PKPDInputError

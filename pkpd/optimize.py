@@ -47,9 +47,9 @@ import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm import tqdm
 
 from .checks import PKPDInputError, whole
@@ -60,6 +60,8 @@ from .titration import TitrationRule
 from .trial import Trial
 from .trial_plots import _figure
 from .utility import Utility
+
+stats = lazy.load("scipy.stats", suppress_warning=True)  # on first use: the ``pkpd`` command imports this module
 
 #: The phase III ladder and alternatives [I]: a coarser one, one with a 6.25 mg step, one with a
 #: 1.25 mg level below the start, one capped at 5 mg.  Each holds 2.5 and 5 mg, the phase III starts.

@@ -19,9 +19,9 @@ import itertools
 from dataclasses import fields, replace
 from pathlib import Path
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from .checks import PKPDInputError
 from .distributed import PATIENT_DAY_SECONDS, check_workers, map_tasks
@@ -30,6 +30,8 @@ from .scenario import load_scenario
 from .titration import TitrationRule
 from .trial import Trial
 from .utility import Utility
+
+xr = lazy.load("xarray")  # on first use (~0.1-0.2 s to import)
 
 _RULE_FIELDS = tuple(f.name for f in fields(TitrationRule) if f.name != "name")
 

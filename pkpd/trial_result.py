@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from . import titration as tt
 from . import trial_plots
@@ -25,6 +25,8 @@ from .endpoints import (VisitData, _interval, endpoint_names, endpoint_table, pa
                         response_endpoints)
 from .output import write_folder
 from .regimen import PLATELET_CMT, RECORD_COLUMNS, Regimen
+
+xr = lazy.load("xarray")  # on first use (~0.1-0.2 s to import): only trajectories is xarray
 
 
 class TrialResult:

@@ -19,6 +19,17 @@ pk="saturable")``: saturable PK, Hill coefficient ~2, disease fluctuation), whil
 forecasts keep the default linear-PK model, so that the coverage shows what a
 misspecified model does (``--restarts 0`` skips the MAP check).
 
+``--population-draws M`` runs, instead, the leave-future-out check with population
+uncertainty: each patient's typical values are one of the 1000 posterior draws shipped
+with pkpd (``pkpd.datasets.posterior_typical_draws()``, a fit of healthy subjects, carried
+to ITP as notebook 04 does: ka, cl, v, emax, mtt as drawn, EC50 scaled by the ITP / healthy
+default ratio; the disease's parameters the ITP model's), drawn at random per patient
+(a pkpd.Trial replicate of one patient per draw); each forecast uses M of the draws
+(``forecast(population=..., n_population_draws=M)``) and is compared with the forecast from the
+model's fixed typical values and with the population-only prediction over the draws.
+
+    python benchmarks/bench_forecast.py --population-draws 30 --patients 150
+
 BLAS is held to one thread (OPENBLAS_NUM_THREADS=1, set before numpy loads):
 the reference L-BFGS-B otherwise waits on BLAS threads on a shared machine.
 """
@@ -48,7 +59,11 @@ def main(argv=None):
                     help="the model the patients are simulated from (forecasts always use the linear default)")
     ap.add_argument("--timing-patients", type=int, default=50)
     ap.add_argument("--guided", type=int, default=40, help="patients per arm of the guided vs label trial (0: skip)")
+    ap.add_argument("--population-draws", type=int, default=0,
+                    help="run only the check with population uncertainty, M population draws per forecast (0: skip)")
     args = ap.parse_args(argv)
+    if args.population_draws:
+        return population_check(args)
 
     t0 = time.perf_counter()
     import pkpd
@@ -166,6 +181,68 @@ def main(argv=None):
         print(f"\nmodel-guided titration vs the label rule, {args.guided} patients per arm, 56 days, one trial, "
               f"common seed ({time.perf_counter() - t:.0f} s):")
         print(table.to_string(float_format=lambda x: f"{x:.3f}"))
+
+
+def itp_population(draws, healthy, itp_ec50):
+    """Posterior draws of a healthy-subject fit carried to ITP (notebook 04): the drug's parameters
+    as drawn, EC50 relative to the healthy default, the disease's left to the ITP model."""
+    return draws[["ka", "cl", "v", "emax", "mtt"]].assign(ec50=itp_ec50 * draws["ec50"] / healthy.typical["ec50"])
+
+
+def population_check(args):
+    """Leave-future-out with population uncertainty (see the module docstring)."""
+    import pkpd
+    import pkpd.datasets
+    from pkpd.drugs import hetrombopag
+    from pkpd.forecast import ForecastWarning
+    from pkpd.forecast.validation import leave_future_out, summarise, trial_histories
+
+    model = hetrombopag.model("itp")
+    draws = itp_population(pkpd.datasets.posterior_typical_draws(), hetrombopag.model("healthy"), hetrombopag.ITP_EC50)
+    rng = np.random.default_rng(args.seed)
+    picked = draws.iloc[rng.integers(len(draws), size=args.patients)].reset_index(drop=True)
+    trial = pkpd.Trial(arms=(pkpd.Arm("2.5 mg start, titrated", 1, 2.5, rule=pkpd.TitrationRule()),),
+                       duration_days=56, model=model)
+    result = trial.run(seed=args.seed, replicates=args.patients, typical_draws=picked, progress=False)
+    histories = trial_histories(result)
+    ids = list(histories)
+    print(f"cores: {os.cpu_count()} (shared machine), BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}; "
+          f"{len(ids)} patients x 56 days, 9 counts each, each from its own posterior draw of the typical values "
+          f"(of {len(draws)}: {', '.join(draws.columns)}); forecasts with {args.population_draws} population draws each")
+    print("posterior draws used (median and 5-95 %):")
+    print(draws.quantile([0.05, 0.5, 0.95]).T.assign(itp_model=[model.typical[c] for c in draws.columns])
+          .to_string(float_format=lambda x: f"{x:.3g}"))
+    targets = 24.0 * 7 * rng.integers(2, 9, size=len(ids))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForecastWarning)
+        leave_future_out(histories[ids[0]], model, targets[0], seed=0, population=draws)  # warm-up (numba cache, ArviZ)
+        out = {}
+        for label, options in (("population uncertainty", dict(population=draws, n_population_draws=args.population_draws)),
+                               ("fixed typical values", {})):
+            rows = []
+            t = time.perf_counter()
+            for i, pid in enumerate(tqdm(ids, desc=label, file=sys.stderr)):
+                rows.append(leave_future_out(histories[pid], model, targets[i], seed=(args.seed, i),
+                                             n_population=1000, **options))
+            out[label] = (pd.DataFrame(rows), time.perf_counter() - t)
+    # population-only: over the draws in the first run, from the model's fixed values in the second
+    for label, (lfo, seconds) in out.items():
+        s = summarise(lfo)
+        print(f"\nleave-future-out, forecasts with {label} ({seconds:.0f} s, {seconds / len(lfo):.2f} s per forecast, "
+              f"posterior {lfo['seconds'].median():.2f} s median):")
+        print(f"  coverage of the 90 % predictive interval: {s['coverage_90']:.3f} (target 0.85-0.95); "
+              f"population-only interval: {s['pop_coverage_90']:.3f}")
+        print(f"  RMSE of log counts: forecast {s['rmse_log_forecast']:.3f}, population-only {s['rmse_log_population']:.3f}")
+        print(f"  RMSE of counts (10^9/L): forecast {s['rmse_forecast']:.1f}, population-only {s['rmse_population']:.1f}")
+        print(f"  Pareto k > 0.7: {s['pareto_k_above_0.7']:.3f} of patients; warnings in {(lfo['warnings'] > 0).mean():.3f}")
+        if lfo["population_ess"].notna().any():
+            print(f"  effective population draws: median {lfo['population_ess'].median():.1f} of {args.population_draws} "
+                  f"(5 % {lfo['population_ess'].quantile(0.05):.1f})")
+        by = lfo.groupby("counts_known").agg(patients=("covered", "size"), coverage=("covered", "mean"))
+        by["width_log"] = lfo.groupby("counts_known").apply(lambda g: np.log(g["p95"] / g["p5"]).median(),
+                                                            include_groups=False)
+        print("  by counts known before the forecast (median log width of the 90 % interval):")
+        print(by.to_string(float_format=lambda x: f"{x:.3f}"))
 
 
 if __name__ == "__main__":

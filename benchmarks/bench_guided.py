@@ -2,6 +2,7 @@
 
     python benchmarks/bench_guided.py [--patients 1000] [--decisions 10] [--seed 1] [--posterior laplace]
     python benchmarks/bench_guided.py --agreement 50 --agreement-decisions 8 --patients 0
+    python benchmarks/bench_guided.py --patients 200 --hold-margin 0 0.05 0.1
 
 Trial: the phase III ITP population (``pkpd.drugs.hetrombopag.model("itp")``), one arm
 starting at 2.5 mg, weekly decisions on days 7, 14, ..., 7 x ``--decisions`` and a last
@@ -11,10 +12,11 @@ trial seed: the same parameters and visit noise) are run once with the label rul
 ``time_in_range`` endpoint (true count 50-250, fraction of days), P(true count > 400 on any
 day), P(observed count > 400 at any visit), dose changes per patient (up, down, interrupt,
 resume), the wall time (warm: numba caches loaded by a small run first) and seconds per
-patient-visit.
+patient-visit.  ``--hold-margin`` runs the guided rule once per value of its
+``hold_margin`` (a cost of changing the dose), on the same patients.
 
 ``--agreement N``: the choice of the Laplace path against the full importance-sampling
-forecast (the rule's default path) at every decision of N patients on the guided rule
+forecast (``posterior="importance"``; the rule's default is the Laplace path) at every decision of N patients on the guided rule
 (the course follows the importance path's choices; the Laplace path is warm-started from
 its own MAPs of the earlier visits), and the agreement rate with a Clopper-Pearson 95 %
 interval (:func:`pkpd.intervals.clopper_pearson`).
@@ -82,7 +84,7 @@ def agreement(model, n, decisions, seed, n_laplace):
             bar.update(y.size)
             return replace(new, map_z=map_z), codes
 
-    rule = Both(seed=seed, n_laplace=n_laplace, name="importance path, Laplace recorded")
+    rule = Both(seed=seed, n_laplace=n_laplace, posterior="importance", name="importance path, Laplace recorded")
     trial = pkpd.Trial(arms=(pkpd.Arm("guided", n, 2.5, rule=rule),), duration_days=7 * (decisions + 1), model=model,
                        endpoints=endpoints(7 * (decisions + 1)))
     trial.run(seed=seed, progress=False)
@@ -119,6 +121,8 @@ def main(argv=None):
     ap.add_argument("--n-laplace", type=int, default=200)
     ap.add_argument("--agreement", type=int, default=0, help="patients of the agreement check (0: skip)")
     ap.add_argument("--agreement-decisions", type=int, default=8)
+    ap.add_argument("--hold-margin", type=float, nargs="*", default=[0.0],
+                    help="ModelGuidedRule(hold_margin=...) values, one guided run each (e.g. 0 0.05 0.1)")
     args = ap.parse_args(argv)
 
     import pkpd
@@ -141,9 +145,12 @@ def main(argv=None):
     if args.patients:
         days = 7 * (args.decisions + 1)
         out = {}
-        for label, rule in (("label rule", pkpd.TitrationRule()),
-                            (f"model-guided ({args.posterior})",
-                             ModelGuidedRule(posterior=args.posterior, n_laplace=args.n_laplace, seed=args.seed))):
+        rules = [("label rule", pkpd.TitrationRule())]
+        for margin in args.hold_margin:
+            rules.append((f"model-guided ({args.posterior}" + (f", hold {margin:g})" if margin else ")"),
+                          ModelGuidedRule(posterior=args.posterior, n_laplace=args.n_laplace, seed=args.seed,
+                                          hold_margin=margin)))
+        for label, rule in rules:
             trial = pkpd.Trial(arms=(pkpd.Arm(label, args.patients, 2.5, rule=rule),), duration_days=days, model=model,
                                endpoints=endpoints(days))
             t = time.perf_counter()

@@ -13,7 +13,8 @@ stop the load with an error naming the key and the fix)::
                    increased_above, increased_within_days, relapse_below
     [rules.NAME]   the fields of pkpd.TitrationRule (all optional); kind = "model-guided"
                    makes it a pkpd.forecast.ModelGuidedRule (with its fields max_p_above,
-                   horizon_visits, posterior, n_laplace, n_draws, n_predict, seed)
+                   horizon_visits, posterior, n_laplace, n_draws, n_predict, seed,
+                   hold_margin)
     [[arms]]       name, n, start_mg, rule (a NAME above; none = fixed dose)
     [[arms.stages]]  kind ("fixed" | "titration" | "taper" | "off"), days, and
                    per kind dose_mg, rule, taper_every_days, ladder_mg,
@@ -115,6 +116,7 @@ _SCHEMA = {
         "n_draws": ("whole", "model-guided: importance-sampling draws per forecast"),
         "n_predict": ("whole", "model-guided: simulated posterior draws per forecast"),
         "seed": ("whole", "model-guided: seed of the decisions"),
+        "hold_margin": ("number", "model-guided: keep a safe current dose while its P(50-250) is within this of the best"),
     },
     "arm": {
         "name": ("text", "arm label"),
@@ -199,7 +201,7 @@ def _check_table(table, schema: str, where: str, required: tuple[str, ...] = ())
 
 def _rule_class(where: str, kind, body: dict):
     """The rule class of ``[rules.NAME] kind``; keys of the model-guided rule only with it."""
-    guided = ("max_p_above", "horizon_visits", "posterior", "n_laplace", "n_draws", "n_predict", "seed")
+    guided = ("max_p_above", "horizon_visits", "posterior", "n_laplace", "n_draws", "n_predict", "seed", "hold_margin")
     if kind == "model-guided":
         # the forecasting stack (ArviZ) loads only for a guided rule
         return import_module(".forecast", __package__).ModelGuidedRule

@@ -19,7 +19,7 @@ from pkpd.drugs import hetrombopag
 from pkpd.forecast import ForecastWarning, ModelGuidedRule, PatientHistory, fit_individual, forecast
 from pkpd.forecast.likelihood import PatientDensity, Prior
 from pkpd.forecast.posterior import fit_status
-from pkpd.forecast.prediction import choose
+from pkpd.forecast.prediction import choose, choose_many
 from pkpd.forecast.validation import leave_future_out, summarise, trial_histories
 
 MODEL = hetrombopag.model("itp")
@@ -208,6 +208,29 @@ def test_choose_excludes_unsafe_doses_and_falls_back_to_the_safest():
     assert choose(ties.assign(distance=[2.0, 1.01, 1.0]), (0, 2.5, 5), (50, 250), 400, 0.05, current_mg=2.5)[0] == 2.5
 
 
+def test_hold_margin_keeps_a_safe_current_dose_and_choose_many_agrees():
+    table = pd.DataFrame({"dose_mg": [0.0, 2.5, 5.0, 7.5], "visit_day": 7.0, "p_in_range": [0.2, 0.6, 0.66, 0.7],
+                          "p_above": [0.0, 0.0, 0.01, 0.08], "distance": [1.0, 0.3, 0.2, 0.1]})
+    ladder, target = (2.5, 5.0, 7.5), (50, 250)
+    assert choose(table, ladder, target, 400, 0.05, current_mg=2.5)[0] == 5.0  # no margin: the best safe dose
+    dose, reason = choose(table, ladder, target, 400, 0.05, current_mg=2.5, hold_margin=0.1)
+    assert dose == 2.5 and "held" in reason
+    assert choose(table, ladder, target, 400, 0.05, current_mg=2.5, hold_margin=0.05)[0] == 5.0  # 0.6 < 0.66 - 0.05
+    assert choose(table, ladder, target, 400, 0.05, current_mg=7.5, hold_margin=0.5)[0] == 5.0  # unsafe: not held
+    # the vectorised rule on draws whose frequencies are the table's probabilities
+    rng = np.random.default_rng(0)
+    K = 100
+    obs = np.empty((4, 1, K, 1))
+    for c, (p_in, p_up) in enumerate(zip(table["p_in_range"], table["p_above"])):
+        n_in, n_up = int(round(p_in * K)), int(round(p_up * K))
+        obs[c, 0, :, 0] = rng.permutation(np.r_[np.full(n_in, 100.0), np.full(n_up, 500.0), np.full(K - n_in - n_up, 20.0)])
+    doses = np.array([0.0, 2.5, 5.0, 7.5])
+    for current, margin in ((2.5, 0.0), (2.5, 0.1), (2.5, 0.05), (7.5, 0.5)):
+        expected = choose(table, ladder, target, 400, 0.05, current_mg=current, hold_margin=margin)[0]
+        got = choose_many(obs, doses, target, 400.0, 0.05, np.array([current]), margin)[0]
+        assert got == expected, (current, margin)
+
+
 def test_plot_writes_a_png(tmp_path):
     fc = forecast(_patient([14, 30, 60, 90, 80, 100, 120, 90, 110]), MODEL, seed=1, visit_days=(7, 14),
                   n_draws=500, n_predict=300)
@@ -218,7 +241,7 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_model_guided_rule_titrates_a_trial_arm_by_forecast():
-    rule = ModelGuidedRule(n_draws=300, n_predict=200, seed=4)
+    rule = ModelGuidedRule(n_draws=300, n_predict=200, seed=4, posterior="importance")
     short = pkpd.Endpoints(primary_day=21, increased_within_days=21, once_within_days=21)
     trial = pkpd.Trial(arms=(pkpd.Arm("guided", 3, 2.5, rule=rule),), duration_days=21, model=MODEL, endpoints=short)
     led = trial.run(seed=2, progress=False).ledger

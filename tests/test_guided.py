@@ -130,6 +130,7 @@ kind = "model-guided"
 posterior = "laplace"
 n_laplace = 40
 max_p_above = 0.1
+hold_margin = 0.05
 [rules.label]
 [[arms]]
 name = "guided"
@@ -152,7 +153,7 @@ def test_scenario_files_name_the_model_guided_rule(tmp_path):
     sc = pkpd.scenario.Scenario.load(path)
     guided, label = (a.rule for a in sc.trial.arms)
     assert isinstance(guided, ModelGuidedRule) and type(label) is pkpd.TitrationRule
-    assert (guided.posterior, guided.n_laplace, guided.max_p_above) == ("laplace", 40, 0.1)
+    assert (guided.posterior, guided.n_laplace, guided.max_p_above, guided.hold_margin) == ("laplace", 40, 0.1, 0.05)
     assert guided.model.typical["ec50"] == 25.0  # it forecasts with the scenario's model
     led = sc.trial.run(seed=sc.seed, progress=False).ledger
     assert set(led["dose_mg"]) <= set(guided.ladder_mg)

@@ -11,8 +11,10 @@ reached only through its interfaces (:class:`pkpd.population.PKPDModel`):
 - :mod:`~pkpd.forecast.history`: the patient's doses, counts and concentrations, validated;
 - :mod:`~pkpd.forecast.likelihood`: the individual posterior density (IIV prior, residual errors),
   with exact gradients from the compiled fitting kernels where they cover the model;
+- :mod:`~pkpd.forecast.population`: the population knowledge with its uncertainty (``population=``:
+  posterior draws of the typical values, or the result of :func:`pkpd.fit`);
 - :mod:`~pkpd.forecast.posterior`: MAP, Laplace approximation, importance resampling with
-  Pareto-smoothed weights, responder status as a mixture;
+  Pareto-smoothed weights, responder status (and population draw) as a mixture;
 - :mod:`~pkpd.forecast.prediction`: predicted counts per candidate dose, the recommendation,
   :class:`Forecast`;
 - :mod:`~pkpd.forecast.recommend`: :func:`forecast`, the entry point;
@@ -28,10 +30,11 @@ from .cli import cli_forecast
 from .guided import GuidedState, ModelGuidedRule
 from .history import PatientHistory
 from .likelihood import PatientDensity, Prior
+from .population import PopulationDraws, fit_draws, population_draws
 from .posterior import ForecastWarning, IndividualPosterior, fit_individual
 from .prediction import Forecast
 from .recommend import as_history, forecast
 
 __all__ = ["Forecast", "ForecastWarning", "GuidedState", "IndividualPosterior", "ModelGuidedRule", "PatientDensity",
-           "PatientHistory", "Prior",
-           "as_history", "cli_forecast", "fit_individual", "forecast"]
+           "PatientHistory", "PopulationDraws", "Prior",
+           "as_history", "cli_forecast", "fit_draws", "fit_individual", "forecast", "population_draws"]

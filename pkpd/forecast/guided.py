@@ -14,12 +14,8 @@ and ``interrupt_above``; waiting times and confirmation counts do not apply
 (the forecast weighs the whole history instead).  The day-0 count is not
 passed to a rule, so the first forecast (day 7) rests on one count.
 
-Two posteriors (``posterior``).  "importance" (the default): one full forecast
-per patient and visit (about 0.7-1.3 s each with the default draws), so a
-guided arm of 100 patients over 8 weekly visits takes minutes; each decision is
-seeded by the rule's ``seed``, the visit day and the observed count.
-"laplace": all patients of a visit at once, per patient the MAP and Laplace
-normal of each responder status (warm-started from the patient's MAP of the
+Two posteriors (``posterior``).  "laplace" (the default): all patients of a
+visit at once, per patient the MAP and Laplace normal of each responder status (warm-started from the patient's MAP of the
 previous visit, kept in :attr:`GuidedState.map_z`), ``n_laplace`` draws from them
 and one simulation of all patients x draws x ladder doses with the population
 solver, residual error included, then the same choice rule
@@ -29,8 +25,13 @@ of 400 patient-visits (50 simulated ITP patients x 8 weekly decisions;
 ``benchmarks/bench_guided.py --agreement 50``), the Laplace path choosing the
 higher dose in most of the others.  Its draws are seeded by the rule's seed, the
 visit day, the start dose and the patient's own observed counts, so a decision
-does not depend on which patients share the visit.  Either way a trial run is
-reproducible.  Units: days, mg, 10^9/L.
+does not depend on which patients share the visit.  "importance": one full
+forecast per patient and visit (:func:`pkpd.forecast.forecast`, importance
+resampling with PSIS; about 0.7-1.3 s each with the rule's draws), so a guided
+arm of 100 patients over 8 weekly visits takes minutes; each decision is seeded
+by the rule's ``seed``, the visit day and the observed count; the reference the
+fast path is checked against.  Either way a trial run is reproducible.  Units:
+days, mg, 10^9/L.
 """
 
 from __future__ import annotations
@@ -108,18 +109,24 @@ class ModelGuidedRule(TitrationRule):
     max_p_above : largest accepted P(count > interrupt_above) at any of the visits forecast.
     horizon_visits : visits ahead forecast for each candidate held that long (2: the
         dose's effect shows after the ~1-week maturation delay); P(in range) is averaged over them.
-    n_draws, n_predict : importance-sampling draws and simulated posterior draws per forecast.
+    n_draws, n_predict : importance-sampling draws and simulated posterior draws per forecast
+        (the "importance" path).
     seed : seeds every decision (with the visit day and the observed count).
-    posterior : "importance" (the full forecast per patient: :func:`pkpd.forecast.forecast`,
-        importance resampling with PSIS) or "laplace" (the fast path: per patient the MAP
-        and Laplace normal of each responder status, warm-started from the patient's MAP of
-        the previous visit; ``n_laplace`` draws from the normals, mixed by the Laplace
-        evidence; one simulation of all patients x draws x candidate doses; the same choice
-        rule, :func:`pkpd.forecast.prediction.choose_many`).  The Laplace draws ignore the
-        skew the importance weights correct, so they are an approximation; a patient's
-        draws are seeded by the rule's seed, the visit day, the start dose and the patient's
-        observed counts, so a decision does not depend on which patients share the visit.
+    posterior : "laplace" (the default; the fast path): per patient the MAP and Laplace
+        normal of each responder status, warm-started from the patient's MAP of the previous
+        visit; ``n_laplace`` draws from the normals, mixed by the Laplace evidence; one
+        simulation of all patients x draws x candidate doses; the same choice rule
+        (:func:`pkpd.forecast.prediction.choose_many`).  The Laplace draws ignore the skew
+        the importance weights correct, so they are an approximation; a patient's draws are
+        seeded by the rule's seed, the visit day, the start dose and the patient's observed
+        counts, so a decision does not depend on which patients share the visit.
+        "importance": the full forecast per patient (:func:`pkpd.forecast.forecast`,
+        importance resampling with PSIS), about 20 times slower; the Laplace path's choice
+        was its choice at 95 % of 400 patient-visits (``benchmarks/bench_guided.py --agreement 50``).
     n_laplace : draws per patient on the Laplace path.
+    hold_margin : a cost of changing the dose: the current dose, if it meets the safety
+        constraint, is kept while its P(in range) is within this of the best dose's
+        (:func:`pkpd.forecast.prediction.choose`); 0 (the default): near ties only.
     """
 
     model: PKPDModel | None = field(default=None, compare=False)
@@ -129,8 +136,9 @@ class ModelGuidedRule(TitrationRule):
     n_predict: int = 500
     seed: int = 0
     name: str = "model-guided titration"
-    posterior: str = "importance"
+    posterior: str = "laplace"
     n_laplace: int = 200
+    hold_margin: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
@@ -138,6 +146,8 @@ class ModelGuidedRule(TitrationRule):
             raise PKPDInputError(f"model must be a pkpd.population.PKPDModel or None; got {type(self.model).__name__}.")
         if not 0 <= self.max_p_above <= 1:
             raise PKPDInputError(f"max_p_above must be a probability in [0, 1]; got {self.max_p_above!r}.")
+        if isinstance(self.hold_margin, bool) or not 0 <= self.hold_margin <= 1:
+            raise PKPDInputError(f"hold_margin must be a probability difference in [0, 1]; got {self.hold_margin!r}.")
         if self.posterior not in POSTERIORS:
             raise PKPDInputError(f"posterior must be one of {POSTERIORS}; got {self.posterior!r}.")
         for name, least in (("n_draws", 100), ("n_predict", 100), ("horizon_visits", 1), ("n_laplace", 20)):
@@ -164,7 +174,7 @@ class ModelGuidedRule(TitrationRule):
                         start_h=day * 24.0, visit_days=self.visit_every_days * np.arange(1, self.horizon_visits + 1),
                         ladder_mg=self.ladder_mg,
                         target=(self.low, self.high), above=self.interrupt_above, max_p_above=self.max_p_above,
-                        n_draws=self.n_draws, n_predict=self.n_predict)
+                        n_draws=self.n_draws, n_predict=self.n_predict, hold_margin=self.hold_margin)
 
     def step(self, state: GuidedState, day: float, observed) -> tuple[GuidedState, np.ndarray]:
         """One decision visit: a forecast per patient (see the module docstring)."""
@@ -276,5 +286,6 @@ class ModelGuidedRule(TitrationRule):
                 for c in range(doses.size):
                     observed[c, j] = model.residual_plt.sample(true[c, j], np.random.default_rng(seed))
             chosen[batch.start:batch.stop] = choose_many(observed, doses, (self.low, self.high), self.interrupt_above,
-                                                         self.max_p_above, doses[state.level[batch.start:batch.stop]])
+                                                         self.max_p_above, doses[state.level[batch.start:batch.stop]],
+                                                         self.hold_margin)
         return chosen, map_z

@@ -352,9 +352,46 @@ class PatientDensity:
     def batch(self, Z: np.ndarray, responder=None, paths=None) -> np.ndarray:
         """-log posterior (S,) of ``Z`` (S, d) through the simulation solver (inf outside the box)."""
         Z = np.atleast_2d(Z)
-        out = np.full(Z.shape[0], np.inf)
-        ok = self.prior.inside(Z)
-        if ok.any():
-            resp = None if responder is None else np.asarray(responder, bool)[ok]
-            out[ok] = self.nll_batch(Z[ok], resp, None if paths is None else paths[ok]) + self.prior.nlp_batch(Z[ok])
+        resp = np.full(Z.shape[0], self.responder) if responder is None else np.asarray(responder, bool)
+        return pooled_batch([self], np.zeros(Z.shape[0], int), Z, resp, paths)
+
+
+def pooled_batch(densities, which: np.ndarray, Z: np.ndarray, responder: np.ndarray, paths=None) -> np.ndarray:
+    """-log posterior (S,) of ``Z`` (S, d), row s under ``densities[which[s]]`` with status
+    ``responder[s]`` (inf outside that density's prior box), in one run of the simulation
+    solver.  The densities share the patient and the model's structure (pk, pd,
+    fluctuation); they may differ in typical values, IIV and residual errors (one per
+    population draw, :mod:`pkpd.forecast.population`).  Each density's -log prior is its
+    quadratic form (and screening term) without the normalising constant."""
+    Z = np.atleast_2d(Z)
+    which = np.asarray(which, int)
+    responder = np.asarray(responder, bool)
+    first = densities[0]
+    h, model = first.history, first.model
+    out = np.full(Z.shape[0], np.inf)
+    ok = np.zeros(Z.shape[0], bool)
+    rows = np.empty((Z.shape[0], len(model.parameter_names)))
+    for k, d in enumerate(densities):
+        sel = which == k
+        if sel.any():
+            ok[sel] = d.prior.inside(Z[sel])
+            rows[sel] = d.rows(Z[sel], responder[sel])
+    if not ok.any():
         return out
+    options = {}
+    if paths is not None and model.fluctuation is not None and model.fluctuation.sd_log > 0:
+        options["_path"] = np.ascontiguousarray(paths[ok])
+    solver = model.solver(pd.DataFrame(rows[ok], columns=list(model.parameter_names)), **options)
+    conc, plt, _ = solver.run(h.dose_times_h, h.dose_mg, first.times)
+    kept = np.flatnonzero(ok)
+    for k, d in enumerate(densities):
+        sel = which[kept] == k
+        if not sel.any():
+            continue
+        nll, _ = residual_nll(d.model.residual_plt, h.counts, plt[sel][:, first._count_at])
+        value = nll.sum(axis=1)
+        if h.conc_ng_ml.size:
+            nll_c, _ = residual_nll(d.model.residual_conc, h.conc_ng_ml, conc[sel][:, first._conc_at])
+            value = value + nll_c.sum(axis=1)
+        out[kept[sel]] = value + d.prior.nlp_batch(Z[kept[sel]])
+    return out

@@ -2,11 +2,13 @@
 
 For each candidate once-daily dose (every ladder level, 0 mg = interrupt,
 and the current dose) the posterior draws of :func:`~pkpd.forecast.posterior.fit_individual`
-(resampled by their importance weights) are simulated from time 0 through the
+(resampled by their importance weights; with population uncertainty each with
+its own population draw's typical values) are simulated from time 0 through the
 history's doses and then the candidate's doses from ``start_h``, with the
 simulation solver (:meth:`pkpd.population.PKPDModel.solver`).  A predicted
 count is what the next visit will *measure*: the true count times the model's
-visit-to-visit residual error (``model.residual_plt``), and with a disease
+visit-to-visit residual error (``model.residual_plt``, or each population
+draw's own when the population draws carry residual SDs), and with a disease
 fluctuation each draw's path continued forward by its AR(1)
 (:meth:`pkpd.Fluctuation.extend`), as :class:`pkpd.Trial` does.  All
 candidates share the draws, paths and residual noise (common random numbers),
@@ -19,7 +21,9 @@ probability are near ties (Monte-Carlo noise, or a count far from the range
 under every dose, where all probabilities are ~0): among them the one whose
 predicted counts lie closest to the range wins (``distance``, the mean of
 max(log(low / count), 0, log(count / high))), the current dose if it is within
-``DISTANCE_TIE`` of the closest (a dose that works is not changed for noise).  If no dose
+``DISTANCE_TIE`` of the closest (a dose that works is not changed for noise).  With a
+``hold_margin`` the current dose, if it meets the constraint, is also kept while its
+P(in range) is within that margin of the highest (hysteresis).  If no dose
 meets the constraint, the dose with the lowest P(count > ``above``) is
 recommended and the reason says so.  Units: h, days for visits, mg, 10^9/L.
 """
@@ -79,13 +83,20 @@ def predict(post: IndividualPosterior, doses: np.ndarray, start_h: float, visit_
         options["_path"] = fl.extend(post.paths[idx], int(np.ceil(end / fl.interval_h)) + 2, rng)
     # One solver for the draws: the history once, then each candidate from the state at start_h
     # (the solver caches its propagators, so a candidate costs one more run, not a new set-up).
-    solver = model.solver(post.density.frame(post.draws[idx], post.responder[idx]), **options)
+    solver = model.solver(post.frame(idx), **options)  # each draw with its own population draw's typical values
     _, past, state = solver.run(h.dose_times_h, h.dose_mg, past_t, state=None)
     ahead = np.stack([solver.run(future, np.full(future.size, dose), ahead_t, state=state)[1] for dose in doses])
     true = np.concatenate([np.broadcast_to(past, (C, *past.shape)), ahead], axis=2)  # (C, n, T)
     times = np.concatenate([past_t, ahead_t])
     seed = int(rng.integers(2**63))
-    observed_all = np.stack([model.residual_plt.sample(true[c], np.random.default_rng(seed)) for c in range(C)])
+    groups = post.residual_groups(idx)
+    if len(groups) == 1:
+        observed_all = np.stack([groups[0][0].sample(true[c], np.random.default_rng(seed)) for c in range(C)])
+    else:  # population draws with their own residual errors: each group its own noise stream, shared by the candidates
+        observed_all = np.empty_like(true)
+        for j, (err, mask) in enumerate(groups):
+            for c in range(C):
+                observed_all[c, mask] = err.sample(true[c, mask], np.random.default_rng([seed, j]))
     at_visit = np.searchsorted(times, visit_h)
     at_grid = np.searchsorted(times, grid)
     return {"observed": observed_all[:, :, at_visit], "true": true[:, :, at_visit], "grid_h": grid,
@@ -113,8 +124,10 @@ def candidate_table(doses, labels, visit_days, observed, target, above, below) -
 
 
 def choose(table: pd.DataFrame, ladder_mg, target, above: float, max_p_above: float,
-           current_mg: float | None = None) -> tuple[float, str]:
-    """The recommended ladder dose and the one-line reason (see the module docstring)."""
+           current_mg: float | None = None, hold_margin: float = 0.0) -> tuple[float, str]:
+    """The recommended ladder dose and the one-line reason (see the module docstring).
+    ``hold_margin``: the current dose, if safe, is kept while its P(in range) is within this
+    of the highest (a cost of changing the dose: hysteresis against oscillating doses)."""
     ladder = {0.0, *map(float, ladder_mg)}
     table = table if "distance" in table else table.assign(distance=0.0)
     per = table[table["dose_mg"].isin(ladder)].groupby("dose_mg").agg(p_in=("p_in_range", "mean"),
@@ -125,6 +138,12 @@ def choose(table: pd.DataFrame, ladder_mg, target, above: float, max_p_above: fl
     rng_txt = f"P({target[0]:g}-{target[1]:g})"
     if len(ok):
         top = float(ok["p_in"].idxmax())
+        if (hold_margin > 0 and current_mg is not None and float(current_mg) in ok.index and float(current_mg) != top
+                and ok.loc[float(current_mg), "p_in"] >= ok.loc[top, "p_in"] - hold_margin):
+            cur = float(current_mg)
+            return cur, (f"{cur:g} mg (current, held): {rng_txt} = {ok.loc[cur, 'p_in']:.2f} on day {days}, within "
+                         f"the hold margin {hold_margin:g} of the highest ({ok.loc[top, 'p_in']:.2f}, {top:g} mg) "
+                         f"among doses with P(>{above:g}) <= {max_p_above:.0%}")
         near = ok[ok["p_in"] >= ok.loc[top, "p_in"] - TIE]
         closest = near[near["distance"] <= near["distance"].min() + DISTANCE_TIE]
         held = current_mg is not None and float(current_mg) in closest.index
@@ -141,12 +160,13 @@ def choose(table: pd.DataFrame, ladder_mg, target, above: float, max_p_above: fl
 
 
 def choose_many(observed: np.ndarray, doses, target, above: float, max_p_above: float,
-                current_mg) -> np.ndarray:
+                current_mg, hold_margin: float = 0.0) -> np.ndarray:
     """The doses :func:`choose` recommends (mg, shape (n,)), for many patients at once.
 
     observed : (C, n, K, V) predicted measured counts (10^9/L) of candidate ``doses`` (C,), mg,
         ascending ladder doses with 0 mg; K draws, V visit days.
     current_mg : (n,) each patient's current dose, mg (one of ``doses``).
+    hold_margin : as in :func:`choose`.
     The same rule as :func:`candidate_table` + :func:`choose`, without the tables:
     P(in range) averaged over the visits, P(> above) its maximum, the mean log-distance.
     """
@@ -166,7 +186,8 @@ def choose_many(observed: np.ndarray, doses, target, above: float, max_p_above: 
     closest = near & (distance <= d_near.min(axis=1)[:, None] + DISTANCE_TIE)
     current = np.asarray(current_mg, float)
     at = np.argmin(np.abs(doses[None, :] - current[:, None]), axis=1)
-    held = closest[rows, at] & np.isclose(doses[at], current, rtol=0, atol=1e-9)
+    on_ladder = np.isclose(doses[at], current, rtol=0, atol=1e-9)
+    held = (closest[rows, at] | (ok[rows, at] & (p_in[rows, at] >= best - hold_margin) & (hold_margin > 0))) & on_ladder
     chosen = np.where(held, current, doses[np.argmin(d_near, axis=1)])
     return np.where(ok.any(axis=1), chosen, doses[np.argmin(p_above, axis=1)])
 
@@ -215,8 +236,10 @@ class Forecast:
         cols = ["candidate", "visit_day", "median", "p5", "p95", "p_in_range", "p_above", "p_below"]
         shown = self.table[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}")
         flags = f"; {len(p.warnings)} warning(s)" if p.warnings else ""
+        pop = ("" if p.population is None else f"; population uncertainty included ({p.population.size} population "
+               f"draws, effective {p.population_ess:.1f})")
         return (f"Forecast(patient {self.history.id!r} from day {s['start_h'] / 24:g}: recommend {self.dose_mg:g} mg; "
-                f"P(responder) {p.p_responder:.2f}, Pareto k {p.pareto_k:.2f}{flags})\n"
+                f"P(responder) {p.p_responder:.2f}, Pareto k {p.pareto_k:.2f}{pop}{flags})\n"
                 f"  {self.reason}\n{shown}")
 
     def plot(self, path=None, doses=None):

@@ -1,7 +1,8 @@
 """The forecast entry point: one patient's history in, candidate doses and a recommendation out.
 
 :func:`forecast` validates the request, fits the individual posterior
-(:func:`~pkpd.forecast.posterior.fit_individual`), predicts the next visit(s)
+(:func:`~pkpd.forecast.posterior.fit_individual`; with ``population=`` over the
+draws of a population fit as well), predicts the next visit(s)
 for every candidate dose (:func:`~pkpd.forecast.prediction.predict`) and picks
 the dose (:func:`~pkpd.forecast.prediction.choose`).  Units: h, days for
 visits, mg, 10^9/L.
@@ -18,6 +19,7 @@ from ..drugs import hetrombopag
 from ..nonmem import Dataset, Subject
 from ..population import PKPDModel
 from .history import PatientHistory
+from .population import DEFAULT_POPULATION_DRAWS
 from .posterior import fit_individual
 from .prediction import Forecast, candidate_doses, candidate_table, choose, predict
 
@@ -40,7 +42,9 @@ def as_history(history, id=None) -> PatientHistory:
 def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(7,), ladder_mg=None,
              target=(50.0, 250.0), above: float = 400.0, max_p_above: float = 0.05, below: float = 30.0,
              start_h: float | None = None, dose_interval_h: float = 24.0, n_draws: int = 2000,
-             n_predict: int = 1000, n_starts: int = 3, method: str = "auto", enrolled: bool = True) -> Forecast:
+             n_predict: int = 1000, n_starts: int = 3, method: str = "auto", enrolled: bool = True,
+             population=None, n_population_draws: int | None = DEFAULT_POPULATION_DRAWS,
+             hold_margin: float = 0.0) -> Forecast:
     """Forecast the next visit's platelet count for each candidate once-daily dose and recommend one.
 
     history : the patient (see :func:`as_history`).
@@ -58,6 +62,14 @@ def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(
         optimiser starts, gradient method (see :func:`fit_individual`).
     enrolled : the patient was selected on a screening count like the model's population
         (its ScreenedBaseline); False for a patient who was not.
+    population : the uncertainty in the population parameters, carried into the forecast:
+        posterior draws of the typical values (a DataFrame, one row per draw, columns named like
+        the model's parameters, e.g. from :func:`pkpd.datasets.posterior_typical_draws`) or the
+        result of :func:`pkpd.fit` (see :mod:`pkpd.forecast.population`); None: the model's
+        values, fixed.  n_population_draws : how many of the draws are used (a subset picked
+        with ``seed``; None: all).
+    hold_margin : keep the current dose, if it meets the constraint, while its P(in range) is
+        within this of the highest (a cost of changing the dose; default 0: near ties only).
     """
     h = as_history(history)
     model = hetrombopag.model("itp") if model is None else model
@@ -76,6 +88,8 @@ def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(
     low, high = map(float, target)
     if not (0 <= low < high):
         raise PKPDInputError(f"target must be (low, high) in 10^9/L with 0 <= low < high; got {target!r}.")
+    if not 0 <= hold_margin <= 1:
+        raise PKPDInputError(f"hold_margin must be a probability difference in [0, 1]; got {hold_margin!r}.")
     if not 0 <= max_p_above <= 1:
         raise PKPDInputError(f"max_p_above must be a probability in [0, 1]; got {max_p_above!r}.")
     if not dose_interval_h > 0:
@@ -90,15 +104,18 @@ def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(
     visit_h = start_h + 24.0 * days
     rng = np.random.default_rng(seed)
     post = fit_individual(h, model, seed=rng, n_draws=n_draws, n_starts=n_starts, horizon_h=float(visit_h.max()),
-                          method=method, enrolled=enrolled)
+                          method=method, enrolled=enrolled, population=population,
+                          n_population_draws=n_population_draws)
     # the dose being taken at the start: the last one, unless dosing stopped more than an interval ago
     current = h.current_dose_mg if h.dose_times_h.max() >= start_h - 1.5 * dose_interval_h else 0.0
     doses, labels = candidate_doses(ladder, current)
     pred = predict(post, doses, start_h, visit_h, dose_interval_h=dose_interval_h, n_predict=n_predict, rng=rng)
     table = candidate_table(doses, labels, days, pred["observed"], (low, high), above, below)
-    dose, reason = choose(table, ladder, (low, high), above, max_p_above, current)
+    dose, reason = choose(table, ladder, (low, high), above, max_p_above, current, hold_margin)
     settings = {"start_h": float(start_h), "visit_days": days, "visit_h": visit_h, "target": (low, high),
                 "above": float(above), "max_p_above": float(max_p_above), "below": float(below), "ladder_mg": ladder,
                 "doses": list(doses), "labels": labels, "seed": seed, "enrolled": bool(enrolled),
-                "current_mg": current}
+                "current_mg": current,
+                "population_draws": 0 if post.population is None else post.population.size,
+                "hold_margin": float(hold_margin)}
     return Forecast(post, table, dose, reason, settings, pred)

@@ -45,6 +45,9 @@ from pkpd.drugs import hetrombopag  # noqa: E402
 from pkpd.simulate import solver_for  # noqa: E402
 from reference_ode import platelets_ode  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hardware import kernel_flops, print_fraction  # noqa: E402
+
 
 def ours(model, regimen, times, n, seed, dtype="float64"):
     params = model.sample_parameters(n, seed=seed)
@@ -105,6 +108,9 @@ def main():
     print(f"peak memory (RSS) : {peak_mb:,.0f} MB for the whole process = {peak_mb * 2**20 / args.subjects:,.0f} B per "
           f"subject ({times.size} report times, {plt.dtype} output)")
     print(f"max |ours/LSODA-1|: {err:.1e} on {k} subjects (LSODA's own rtol is 1e-8)")
+    few = params.iloc[:50].reset_index(drop=True)
+    flops = kernel_flops(lambda: solver_for(few, model).run(regimen.times, regimen.amounts, times))
+    print_fraction(rate, flops / (len(few) * args.days), "subject-day")
     desolve = run_desolve(Path(args.peers), params, args, gamma)
     if desolve:
         threads = numba.get_num_threads()

@@ -34,6 +34,8 @@ from pkpd.scenario import load_scenario  # noqa: E402
 T_IMPORT = time.perf_counter() - T_IMPORT
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "itp_phase3.toml"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hardware import kernel_flops, print_fraction  # noqa: E402
 
 
 def end_to_end(trial, seed):
@@ -101,6 +103,10 @@ def main(argv=None):
           f"({n_total * trial.duration_days / first:,.0f} patient-days/s)")
     print(f"warm run:                           {warm:.2f} s   "
           f"({n_total * trial.duration_days / warm:,.0f} patient-days/s)")
+    small = replace(trial, arms=tuple(replace(a, n=200) for a in trial.arms))
+    flops = kernel_flops(lambda: end_to_end(small, args.seed))
+    print_fraction(n_total * trial.duration_days / warm, flops / (small.n_per_trial * trial.duration_days),
+                   "patient-day (platelet kernel; warm run)")
     e = result.endpoints
     rates = e[e.endpoint == "responders_primary"].set_index("arm")["estimate"]
     print("week-8 responders: " + ", ".join(f"{a} {100 * r:.1f}%" for a, r in rates.items()))

@@ -448,8 +448,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                         conc[j] = given[s, step_no[o], j]
                     c_now = given[s, step_no[o], m]
                 elif two:
+                    pkn = pk_nodes[a, s]
                     for j in range(m):
-                        conc[j] = pk_nodes[a, s, j, 0] * a0 + pk_nodes[a, s, j, 1] * a1
+                        conc[j] = pkn[j, 0] * a0 + pkn[j, 1] * a1
                 else:
                     _matvec(pk_nodes, a, s, amt, conc)
                 production = kin[s] * np.exp(path[s, seg[o]])
@@ -466,31 +467,32 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                     # Gauss-Seidel sweeps on the node platelets; the fed-back input
                     # u (plt0/plt)^gamma is updated once per node and sweep (one pow
                     # each), not once per node pair.
+                    pn, wn = phi_nodes[a, cr], w_nodes[a, cr]
                     for j in range(m):
                         acc = 0.0
                         for i in range(big_n):
-                            acc += phi_nodes[a, cr, j, i] * xs[i]
+                            acc += pn[j, i] * xs[i]
                         free[j] = acc
                         fed[j] = u[j] * (plt0[s] / xs[big_n - 1]) ** gamma[s]
                     for _ in range(sweeps):
                         for j in range(m):
                             acc = free[j]
                             for i in range(m):
-                                acc += w_nodes[a, cr, j, i] * fed[i]
+                                acc += wn[j, i] * fed[i]
                             fed[j] = u[j] * (plt0[s] / acc) ** gamma[s]
                     for j in range(m):
                         u[j] = fed[j]
                 # Coefficients m-1..m-4: e1 = |a_{m-1}| + |a_{m-2}|, e0 = |a_{m-3}| + |a_{m-4}|.
-                e1 = 0.0
-                e0 = 0.0
-                for r in range(4):
-                    acc = 0.0
-                    for j in range(m):
-                        acc += top[r, j] * u[j]
-                    if r < 2:
-                        e1 += abs(acc)
-                    else:
-                        e0 += abs(acc)
+                # Four independent sums, interleaved (one pass over u, no serial chain of 4 m adds).
+                c0 = c1 = c2 = c3 = 0.0
+                for j in range(m):
+                    uj = u[j]
+                    c0 += top[0, j] * uj
+                    c1 += top[1, j] * uj
+                    c2 += top[2, j] * uj
+                    c3 += top[3, j] * uj
+                e1 = abs(c0) + abs(c1)
+                e0 = abs(c2) + abs(c3)
                 # No extrapolation on the first graded piece: at a branch point
                 # (E ~ t^hill) the coefficients decay algebraically, not geometrically.
                 decay = 1.0 if (e1 >= e0 or first[a] == 2) else e1 / e0
@@ -501,12 +503,16 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                     err_first[s] = max(err_first[s], est * step_h[a] / (MAPPED_OVERESTIMATE if mapped[a] else 1.0))
                 else:
                     err_rest[s] = max(err_rest[s], est)
+                # Column by column: the big_n row sums advance together (independent
+                # accumulators), instead of one serial chain of big_n + m adds per row.
+                # 2-D views of this step's tables: no 4-D index arithmetic in the inner loops.
+                pa, wa = phi[a, cr], w[a, cr]
                 for i in range(big_n):
                     acc = 0.0
                     for j in range(big_n):
-                        acc += phi[a, cr, i, j] * xs[j]
+                        acc += pa[i, j] * xs[j]
                     for j in range(m):
-                        acc += w[a, cr, i, j] * u[j]
+                        acc += wa[i, j] * u[j]
                     new[i] = acc
                 prev[:] = xs  # the step's start, for reports inside it (OP_DENSE)
                 xs[:] = new

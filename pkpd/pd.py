@@ -503,8 +503,6 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                     err_first[s] = max(err_first[s], est * step_h[a] / (MAPPED_OVERESTIMATE if mapped[a] else 1.0))
                 else:
                     err_rest[s] = max(err_rest[s], est)
-                # Column by column: the big_n row sums advance together (independent
-                # accumulators), instead of one serial chain of big_n + m adds per row.
                 # 2-D views of this step's tables: no 4-D index arithmetic in the inner loops.
                 pa, wa = phi[a, cr], w[a, cr]
                 for i in range(big_n):

@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     fc.add_argument("--visit-days", default="7", help="visit day(s) after the last count, e.g. 7 or 7,14 (default 7)")
     fc.add_argument("--not-enrolled", action="store_true", help="the patient was not selected on a screening count")
     fc.add_argument("--plot", help="also save the forecast figure to this PNG path")
+    fc.add_argument("--choose-visit", action="store_true", help="also recommend the next visit: the latest of "
+                    "--visit-days up to which the dose keeps P(>400) and P(<30) <= 5%%")
     fc.add_argument("--population-draws", help="CSV of posterior draws of the population parameters (one row per "
                     "draw, columns named like the model's parameters: ka, cl, v, emax, ec50, mtt, ...), whose "
                     "uncertainty the forecast carries")

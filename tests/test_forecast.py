@@ -19,7 +19,7 @@ from pkpd.drugs import hetrombopag
 from pkpd.forecast import ForecastWarning, ModelGuidedRule, PatientHistory, fit_individual, forecast
 from pkpd.forecast.likelihood import PatientDensity, Prior
 from pkpd.forecast.posterior import fit_status
-from pkpd.forecast.prediction import choose, choose_many
+from pkpd.forecast.prediction import choose, choose_many, next_visit
 from pkpd.forecast.validation import leave_future_out, summarise, trial_histories
 
 MODEL = hetrombopag.model("itp")
@@ -231,6 +231,30 @@ def test_hold_margin_keeps_a_safe_current_dose_and_choose_many_agrees():
         assert got == expected, (current, margin)
 
 
+def test_next_visit_is_the_latest_day_the_dose_stays_safe_through():
+    table = pd.DataFrame({"dose_mg": 5.0, "visit_day": [7.0, 14.0, 21.0, 28.0],
+                          "p_above": [0.0, 0.01, 0.02, 0.20], "p_below": [0.01, 0.02, 0.03, 0.04]})
+    day, why = next_visit(table, 5.0, 400, 0.05, 30, 0.05)
+    assert day == 21.0 and "day 28 breaks it" in why  # P(>400) 0.20 on day 28
+    assert next_visit(table, 5.0, 400, 0.5, 30, 0.05)[0] == 28.0  # looser limit: the latest day
+    assert next_visit(table.assign(p_below=[0.01, 0.09, 0.0, 0.0]), 5.0, 400, 0.5, 30, 0.05)[0] == 7.0  # not skipped over
+    day, why = next_visit(table.assign(p_below=0.3), 5.0, 400, 0.05, 30, 0.05)
+    assert day == 7.0 and "fails already" in why
+
+
+def test_forecast_chooses_the_next_visit_from_its_own_table():
+    """A patient in range on a steady dose is seen later than one heading above 400."""
+    days = (7, 14, 28)
+    steady = forecast(_patient([14, 30, 60, 90, 80, 100, 120, 90, 110]), MODEL, seed=1, visit_days=days,
+                      choose_visit=True)
+    assert steady.visit_day in days and "next visit on day" in steady.reason
+    assert steady.visit_day == next_visit(steady.table, steady.dose_mg, 400, 0.05, 30, 0.05)[0]
+    strict = forecast(_patient([14, 30, 60, 90, 80, 100, 120, 90, 110]), MODEL, seed=1, visit_days=days,
+                      choose_visit=True, max_p_below=0.0)
+    assert strict.visit_day <= steady.visit_day
+    assert forecast(_patient([14, 30, 60, 90], times=WEEKS[:4]), MODEL, seed=1, visit_days=days).visit_day is None
+
+
 def test_plot_writes_a_png(tmp_path):
     fc = forecast(_patient([14, 30, 60, 90, 80, 100, 120, 90, 110]), MODEL, seed=1, visit_days=(7, 14),
                   n_draws=500, n_predict=300)
@@ -280,6 +304,7 @@ def test_bad_history_names_the_field_and_the_value(change, field, value):
 @pytest.mark.parametrize("options, field", [
     (dict(target=(250, 50)), "target"), (dict(visit_days=(0,)), "visit_days"), (dict(start_h=24.0), "start_h"),
     (dict(max_p_above=2.0), "max_p_above"), (dict(ladder_mg=(-1, 5)), "ladder_mg"), (dict(model="itp"), "model"),
+    (dict(max_p_below=-0.1), "max_p_below"),
 ])
 def test_bad_forecast_options_are_refused(options, field):
     with pytest.raises(PKPDInputError, match=field):
@@ -327,6 +352,8 @@ def test_cli_round_trip(tmp_path, capsys):
     assert png.exists()
     expected = forecast(PatientHistory.read(path), MODEL, seed=3)
     assert f"recommend {expected.dose_mg:g} mg" in out  # same seed, same forecast
+    assert main(["forecast", path, "--seed", "3", "--visit-days", "7,14", "--choose-visit"]) == 0
+    assert "next visit on day" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):

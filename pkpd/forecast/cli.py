@@ -1,5 +1,5 @@
 """``pkpd forecast patient.csv [--seed N] [--id ID] [--visit-days 7,14] [--not-enrolled] [--plot forecast.png]
-[--population-draws draws.csv]``.
+[--population-draws draws.csv] [--choose-visit]``.
 
 Reads one patient's NONMEM-format CSV (doses EVID 1 AMT mg; platelet counts
 CMT 3 in 10^9/L, concentrations CMT 2 in ng/mL), forecasts the next visit's
@@ -60,7 +60,8 @@ def cli_forecast(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ForecastWarning)
         fc = forecast(history, hetrombopag.model("itp"), seed=args.seed, visit_days=days,
-                      enrolled=not args.not_enrolled, population=population)
+                      enrolled=not args.not_enrolled, population=population,
+                      choose_visit=getattr(args, "choose_visit", False))
     for w in caught:
         if issubclass(w.category, ForecastWarning):
             print(f"pkpd: warning: {' '.join(str(w.message).split())}", file=sys.stderr)

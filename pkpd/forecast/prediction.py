@@ -159,6 +159,23 @@ def choose(table: pd.DataFrame, ladder_mg, target, above: float, max_p_above: fl
                   f"{per.loc[dose, 'p_above']:.2f}")
 
 
+def next_visit(table: pd.DataFrame, dose_mg: float, above: float, max_p_above: float, below: float,
+               max_p_below: float) -> tuple[float, str]:
+    """The day of the next visit on ``dose_mg`` and why: the latest forecast visit day up to
+    which, at every forecast day, P(count > above) <= max_p_above and P(count < below) <=
+    max_p_below; the earliest forecast day when even that one breaks them (see the patient
+    soon).  A stable patient is seen less often, one heading out of the safe range sooner."""
+    rows = table[np.isclose(table["dose_mg"], float(dose_mg))].sort_values("visit_day")
+    safe = ((rows["p_above"] <= max_p_above + 1e-12) & (rows["p_below"] <= max_p_below + 1e-12)).to_numpy()
+    days = rows["visit_day"].to_numpy(float)
+    limits = f"P(>{above:g}) <= {max_p_above:.0%} and P(<{below:g}) <= {max_p_below:.0%}"
+    if not safe[0]:
+        return float(days[0]), f"next visit on day {days[0]:g}, the earliest forecast: {limits} fails already then"
+    last = int(np.argmin(safe)) - 1 if not safe.all() else days.size - 1
+    tail = "" if last == days.size - 1 else f" (day {days[last + 1]:g} breaks it)"
+    return float(days[last]), f"next visit on day {days[last]:g}: the latest forecast day up to which {limits}{tail}"
+
+
 def choose_many(observed: np.ndarray, doses, target, above: float, max_p_above: float,
                 current_mg, hold_margin: float = 0.0) -> np.ndarray:
     """The doses :func:`choose` recommends (mg, shape (n,)), for many patients at once.
@@ -198,14 +215,15 @@ class Forecast:
     ``table``: one row per candidate dose and visit day (dose_mg, candidate,
     visit_day, median, p5, p95 of the predicted measured count in 10^9/L,
     p_in_range, p_above, p_below); ``dose_mg``: the recommended dose;
-    ``reason``: why it won; ``posterior``: the
+    ``reason``: why it won; ``visit_day``: the day of the next visit when the forecast
+    chose it (``choose_visit=True``), else None; ``posterior``: the
     :class:`~pkpd.forecast.posterior.IndividualPosterior` with its diagnostics;
     ``settings``: the thresholds and times used.
     """
 
-    def __init__(self, posterior, table, dose_mg, reason, settings, prediction):
+    def __init__(self, posterior, table, dose_mg, reason, settings, prediction, visit_day=None):
         self.posterior, self.table, self.dose_mg, self.reason = posterior, table, dose_mg, reason
-        self.settings, self._prediction = settings, prediction
+        self.settings, self._prediction, self.visit_day = settings, prediction, visit_day
 
     @property
     def history(self):

@@ -21,7 +21,7 @@ from ..population import PKPDModel
 from .history import PatientHistory
 from .population import DEFAULT_POPULATION_DRAWS
 from .posterior import fit_individual
-from .prediction import Forecast, candidate_doses, candidate_table, choose, predict
+from .prediction import Forecast, candidate_doses, candidate_table, choose, next_visit, predict
 
 
 def as_history(history, id=None) -> PatientHistory:
@@ -44,7 +44,7 @@ def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(
              start_h: float | None = None, dose_interval_h: float = 24.0, n_draws: int = 2000,
              n_predict: int = 1000, n_starts: int = 3, method: str = "auto", enrolled: bool = True,
              population=None, n_population_draws: int | None = DEFAULT_POPULATION_DRAWS,
-             hold_margin: float = 0.0) -> Forecast:
+             hold_margin: float = 0.0, choose_visit: bool = False, max_p_below: float = 0.05) -> Forecast:
     """Forecast the next visit's platelet count for each candidate once-daily dose and recommend one.
 
     history : the patient (see :func:`as_history`).
@@ -70,6 +70,10 @@ def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(
         with ``seed``; None: all).
     hold_margin : keep the current dose, if it meets the constraint, while its P(in range) is
         within this of the highest (a cost of changing the dose; default 0: near ties only).
+    choose_visit : also recommend the day of the next visit among ``visit_days`` (e.g. 7, 14,
+        28): the latest up to which the recommended dose keeps P(count > above) <= max_p_above
+        and P(count < below) <= max_p_below at every forecast day (see
+        :func:`pkpd.forecast.prediction.next_visit`); the result's ``visit_day``.
     """
     h = as_history(history)
     model = hetrombopag.model("itp") if model is None else model
@@ -90,8 +94,9 @@ def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(
         raise PKPDInputError(f"target must be (low, high) in 10^9/L with 0 <= low < high; got {target!r}.")
     if not 0 <= hold_margin <= 1:
         raise PKPDInputError(f"hold_margin must be a probability difference in [0, 1]; got {hold_margin!r}.")
-    if not 0 <= max_p_above <= 1:
-        raise PKPDInputError(f"max_p_above must be a probability in [0, 1]; got {max_p_above!r}.")
+    for name, value in (("max_p_above", max_p_above), ("max_p_below", max_p_below)):
+        if not 0 <= value <= 1:
+            raise PKPDInputError(f"{name} must be a probability in [0, 1]; got {value!r}.")
     if not dose_interval_h > 0:
         raise PKPDInputError(f"dose_interval_h must be > 0 h; got {dose_interval_h!r}.")
     if start_h is None:
@@ -112,10 +117,14 @@ def forecast(history, model: PKPDModel | None = None, *, seed=None, visit_days=(
     pred = predict(post, doses, start_h, visit_h, dose_interval_h=dose_interval_h, n_predict=n_predict, rng=rng)
     table = candidate_table(doses, labels, days, pred["observed"], (low, high), above, below)
     dose, reason = choose(table, ladder, (low, high), above, max_p_above, current, hold_margin)
+    visit_day = None
+    if choose_visit:
+        visit_day, why = next_visit(table, dose, above, max_p_above, below, max_p_below)
+        reason = f"{reason}; {why}"
     settings = {"start_h": float(start_h), "visit_days": days, "visit_h": visit_h, "target": (low, high),
                 "above": float(above), "max_p_above": float(max_p_above), "below": float(below), "ladder_mg": ladder,
                 "doses": list(doses), "labels": labels, "seed": seed, "enrolled": bool(enrolled),
                 "current_mg": current,
                 "population_draws": 0 if post.population is None else post.population.size,
-                "hold_margin": float(hold_margin)}
-    return Forecast(post, table, dose, reason, settings, pred)
+                "hold_margin": float(hold_margin), "max_p_below": float(max_p_below)}
+    return Forecast(post, table, dose, reason, settings, pred, visit_day)

@@ -100,7 +100,7 @@ def child(args) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         idata = pkpd.fit(built, None, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                         progress=False, verbose=False, density=args.density)
+                         progress=False, verbose=False, density=args.density, mass_matrix=args.mass_matrix)
     diag = diagnose(idata, var_names=built.free_param_names)
     a = idata.attrs
     steps = float(idata.sample_stats["n_steps"].sum())
@@ -187,6 +187,8 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=20240503)
+    parser.add_argument("--mass-matrix", choices=("diag", "low_rank", "both"), default="diag",
+                        help="nutpie's mass-matrix adaptation (pkpd.fit(mass_matrix=...)); both: each in turn")
     parser.add_argument("--profile", action="store_true", help="only time the log-density gradient (Op vs baseline)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,11 +206,12 @@ def main() -> None:
     results = {}
     models = MODELS if args.model == "both" else (args.model,)
     for model in models:
-        for density in densities(args.density):
+        for density, mass in ((d, m) for d in densities(args.density)
+                              for m in (("diag", "low_rank") if args.mass_matrix == "both" else (args.mass_matrix,))):
             child_args = ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains),
-                          "--seed", str(args.seed), "--model", model, "--density", density]
+                          "--seed", str(args.seed), "--model", model, "--density", density, "--mass-matrix", mass]
             for mode, env in cache_modes(args.mode):
-                label = f"{mode} {model} {density}"
+                label = f"{mode} {model}{'' if mass == 'diag' else ' low-rank'} {density}"
                 results[label], stderr = run_child(__file__, label, child_args, env)
                 print("\n".join(l for l in stderr.splitlines() if "BLAS" not in l and "pytensor" not in l.lower()),
                       flush=True)  # the child's diagnostics table

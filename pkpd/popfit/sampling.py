@@ -350,6 +350,7 @@ def fit(
     verbose: bool = True,
     check_units: bool = True,
     density: str = "auto",
+    mass_matrix: str = "diag",
 ):
     """Fit a population PK model by NUTS and return an ``arviz.InferenceData``.
 
@@ -385,6 +386,10 @@ def fit(
         model compiled with numba (correlated IIV, steady-state doses, custom
         endpoints).  ``"pytensor"`` always uses the graph; ``"compiled"``
         requires pkpd's density and raises if the model is not covered.
+    mass_matrix : nutpie's mass-matrix adaptation: ``"diag"`` (default, from draws and
+        gradients) or ``"low_rank"`` (diagonal plus a low-rank correction along the
+        posterior's strongest correlations, such as Emax-EC50; nutpie's
+        ``low_rank_modified_mass_matrix``).  nutpie only.
 
     Returns ``arviz.InferenceData`` (groups described in the module docs);
     ``idata.attrs`` holds timings (s), sampler, cores, chains, draws, tune, seed;
@@ -403,6 +408,10 @@ def fit(
         raise PKPDInputError(f"sampler must be 'nutpie' or 'pymc'; got {sampler!r}.")
     if init not in ("prior", "support_point"):
         raise PKPDInputError(f"init must be 'prior' or 'support_point'; got {init!r}.")
+    if mass_matrix not in ("diag", "low_rank"):
+        raise PKPDInputError(f"mass_matrix must be 'diag' or 'low_rank'; got {mass_matrix!r}.")
+    if mass_matrix != "diag" and sampler != "nutpie":
+        raise PKPDInputError(f"mass_matrix={mass_matrix!r} is nutpie's; use sampler='nutpie' or mass_matrix='diag'.")
     if density not in ("auto", "compiled", "pytensor"):
         raise PKPDInputError(f"density must be 'auto', 'compiled' or 'pytensor'; got {density!r}.")
     if isinstance(target_accept, (bool, str)) or not 0 < target_accept < 1:
@@ -436,7 +445,7 @@ def fit(
     if sampler == "nutpie":
         try:
             idata, t_compile, t_sample, used_density = _sample_nutpie(
-                built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init, density)
+                built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init, density, mass_matrix)
             timings["compile_s"], timings["sampling_s"] = t_compile, t_sample
         except ImportError as exc:  # nutpie or numba missing
             warnings.warn(f"nutpie unavailable ({exc}); falling back to PyMC's NUTS.", RuntimeWarning, stacklevel=2)
@@ -455,7 +464,7 @@ def fit(
     idata.attrs.update({
         "sampler": used, "chains": int(chains), "draws": int(draws), "tune": int(tune), "cores": cores,
         "seed": seed, "target_accept": float(target_accept), "init": init, "model": spec.name,
-        "density": used_density, **{k: round(v, 3) for k, v in timings.items()},
+        "density": used_density, "mass_matrix": mass_matrix, **{k: round(v, 3) for k, v in timings.items()},
     })
 
     diag = diagnose(idata, var_names=built.free_param_names)
@@ -510,7 +519,8 @@ def _density_kind(built, density: str) -> str:
     return "pytensor"
 
 
-def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init, density):
+def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progress, verbose, init, density,
+                   mass_matrix="diag"):
     import nutpie
 
     kind = _density_kind(built, density)
@@ -537,6 +547,7 @@ def _sample_nutpie(built, draws, tune, chains, cores, seed, target_accept, progr
     idata = nutpie.sample(
         compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed, save_warmup=False,
         progress_bar=progress, target_accept=target_accept,
+        low_rank_modified_mass_matrix=mass_matrix == "low_rank",
     )
     t_sample = time.perf_counter() - t0
     _drop_transformed(idata)

@@ -231,7 +231,8 @@ class Parameter:
 
     name : a typical value (``"ec50"``), a number field of the model
         (``"nonresponder_fraction"``) or ``"field.attribute"`` of a dataclass
-        field (``"residual_plt.prop"``).
+        field (``"residual_plt.prop"``), or ``"iiv.name"`` for the
+        inter-individual CV of a parameter that has IIV (``"iiv.ec50"``).
     log : search on the log scale (needs low > 0).
     start : the starting value (default: the model's current value).
     """
@@ -290,6 +291,7 @@ def addressable(model: PKPDModel) -> list[str]:
             names.append(f.name)
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             names += [f"{f.name}.{g.name}" for g in dataclasses.fields(value) if _number(getattr(value, g.name))]
+    names += [f"iiv.{p}" for p in model.iiv]  # the CV of a parameter that has IIV
     return names
 
 
@@ -311,6 +313,8 @@ def current_value(model: PKPDModel, name: str) -> float:
     if name in model.typical:
         return float(model.typical[name])
     head, _, attr = name.partition(".")
+    if head == "iiv":
+        return float(model.iiv[attr])
     value = getattr(model, head)
     return float(getattr(value, attr) if attr else value)
 
@@ -329,7 +333,10 @@ def apply(model: PKPDModel, values) -> PKPDModel:
         else:
             fields[k] = v
     for head, subs in nested.items():
-        fields[head] = dataclasses.replace(getattr(model, head), **subs)
+        if head == "iiv":
+            fields[head] = {**model.iiv, **subs}
+        else:
+            fields[head] = dataclasses.replace(getattr(model, head), **subs)
     out = model.with_typical(**typical) if typical else model
     return out.with_(**fields) if fields else out
 

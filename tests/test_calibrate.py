@@ -158,6 +158,21 @@ def test_parameter_names_address_the_model():
     assert m.residual_plt.prop == 0.25 and m.residual_plt.lognormal
     assert m.baseline.median == 28.0 and m.baseline.noise == MODEL.baseline.noise
     assert current_value(m, "baseline.median") == 28.0
+    cv = apply(MODEL, {"iiv.ec50": 0.25})
+    assert cv.iiv["ec50"] == 0.25 and current_value(cv, "iiv.ec50") == 0.25
+    assert {k: v for k, v in cv.iiv.items() if k != "ec50"} == {k: v for k, v in MODEL.iiv.items() if k != "ec50"}
+
+
+def test_an_iiv_cv_scales_the_same_patient_draws():
+    """Calibrating an IIV CV keeps common random numbers: each patient's log-EC50
+    deviation from the typical value scales by the ratio of the log-normal SDs."""
+    def log_dev(model):
+        p = replace(DESIGN, model=model).run(seed=4, replicates=2, progress=False).parameters
+        return np.log(p["ec50"].to_numpy() / model.typical["ec50"])
+
+    cv0, cv1 = MODEL.iiv["ec50"], 0.2
+    scale = np.sqrt(np.log1p(cv1 ** 2) / np.log1p(cv0 ** 2))
+    np.testing.assert_allclose(log_dev(apply(MODEL, {"iiv.ec50": cv1})), scale * log_dev(MODEL), rtol=1e-9, atol=1e-12)
 
 
 def test_targets_round_trip_through_a_csv(tmp_path):

@@ -119,7 +119,8 @@ def test_run_scenario_writes_outputs_and_compares_with_published(tmp_path):
     e = res.endpoints
     assert isinstance(e, pd.DataFrame)
     every = e[e["published_rate"].notna()]
-    assert len(every) == 9 and set(every["endpoint"]) == {"responders_primary", "responded_once", "platelet_increased"}
+    assert len(every) == 12 and set(every["endpoint"]) == {"responders_primary", "responded_once", "responded_mostly",
+                                                           "platelet_increased"}
     pub = every[every["endpoint"] == "responders_primary"].set_index("arm")
     for arm, k, n in (("2.5 mg + titration", 99, 168), ("5 mg + titration", 110, 171), ("placebo", 5, 85)):
         assert pub.loc[arm, "published_rate"] == pytest.approx(k / n)

@@ -106,6 +106,16 @@ def test_platelet_increased_and_responded_once_use_their_day_windows():
                                   [True, True, False])
 
 
+def test_responded_mostly_counts_three_quarters_of_the_assessments_in_its_window():
+    obs = [[10, 60, 60, 60, 40],   # >= 50 at 3 of 4 post-baseline assessments
+           [10, 60, 40, 60, 40],   # 2 of 4
+           [10, 40, 60, 60, 60]]   # 3 of 4; 2 of 3 up to day 21
+    mostly = REGISTRY["responded_mostly"].compute
+    np.testing.assert_array_equal(mostly(visits(obs)), [True, False, True])
+    np.testing.assert_array_equal(mostly(visits(obs, settings=Endpoints(primary_day=None, once_within_days=21))),
+                                  [True, False, False])
+
+
 # ================================================================= stages in a run
 def test_an_arm_without_stages_is_one_explicit_stage():
     def run(arms, **kw):

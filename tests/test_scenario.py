@@ -227,11 +227,11 @@ def test_comparison_prints_percent_intervals_and_n(phase3_two):
 
 def test_healthy_scenario_has_no_response_or_stopped_endpoints(healthy_one):
     e = healthy_one.endpoints
-    for name in ("responded_once", "assessments_responding", "stopped"):
+    for name in ("responded_once", "responded_mostly", "assessments_responding", "stopped"):
         assert name not in set(e["endpoint"]) and name not in set(healthy_one.per_replicate["endpoint"])
         assert table_rows(healthy_one.comparison(), name) == []
     assert set(e["endpoint"]) == {"time_in_range", "time_above", "time_below", "peak_rise_pct"}
-    assert "not reported: responded_once, assessments_responding: 100.0% of patients are already >= 50" in healthy_one.comparison()
+    assert "not reported: responded_once, responded_mostly, assessments_responding: 100.0% of patients are already >= 50" in healthy_one.comparison()
     s = healthy_one.summary()
     assert (s["endpoint"] == "peak_rise_pct").all() and s.loc["placebo", "simulated"] == "0.0%"
     # placebo counts stay flat: a peak rise of exactly 0, and a table in plain numbers

@@ -2,20 +2,24 @@
 hetrombopag endpoints, profile intervals included (target: under 10 minutes
 on 2 cores).
 
-Fitted (9): the phase III (Mei et al., J Hematol Oncol 2021;14:37) week-8
-response 99/168, 110/171, 5/85 and "responded at least once within 8 weeks"
-142/168, 148/171, 19/85 (``scenarios/itp_phase3.toml``), and the
-first-in-patient day-28 response 1/8, 7/12, 8/12
+The problem of notebook 03 (docs/calibration.md): six parameters (EC50, Hill,
+EC50 IIV, the disease fluctuation's size and time scale, the visit noise) from
+the same start.  Fitted (11): the phase III (Mei et al., J Hematol Oncol
+2021;14:37) week-8 response 99/168, 110/171, 5/85, "responded at least once
+within 8 weeks" 142/168, 148/171, 19/85 and the adverse event "platelet count
+increased" of the 2.5 and 5 mg starts 4/168, 24/171 against the
+``platelet_increased`` proxy (count > 400) (``scenarios/itp_phase3.toml``),
+and the first-in-patient day-28 response 1/8, 7/12, 8/12
 (``scenarios/first_in_patient.toml``, J Thromb Haemost 2020;18:3053).  Held
-out: the adverse event "platelet count increased" within 10 weeks, 2.4 % /
-14.0 % / 2.4 %, against the ``platelet_increased`` proxy (count > 400).
+out (4): "responded at >= 75 % of assessments" 55/168, 98/171, 2/85 and the
+placebo adverse events 2/85.
 
 Times ``pkpd.calibrate.calibrate`` only (loading the scenarios is not
 timed); prints the virtual patients and days per evaluation, the number of
 simulations, the cores, the first (cold: numba kernels loaded in this
 process) and the median later (warm) simulation, and the total wall time.
 
-    python benchmarks/bench_calibrate.py [--parameters 6] [--replicates 50] [--no-intervals]
+    python benchmarks/bench_calibrate.py [--parameters 6] [--replicates 15] [--no-intervals]
 """
 
 from __future__ import annotations
@@ -27,16 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
+from pkpd import Fluctuation
 from pkpd.calibrate import Parameter, calibrate, scenario_targets
+from pkpd.drugs import hetrombopag
+from pkpd.population import ResidualError
 
 ROOT = Path(__file__).resolve().parents[1] / "scenarios"
 PARAMETERS = [
     Parameter("ec50", 2.0, 200.0),
     Parameter("hill", 0.5, 5.0),
-    Parameter("nonresponder_fraction", 0.0, 0.6, log=False),
+    Parameter("iiv.ec50", 0.05, 1.5),
     Parameter("fluctuation.sd_log", 0.05, 1.5),
     Parameter("fluctuation.time_h", 24.0, 3000.0),
-    Parameter("emax", 2.0, 40.0),
+    Parameter("residual_plt.prop", 0.1, 0.9),
 ]
 TARGET_MINUTES = 10.0
 
@@ -44,23 +51,34 @@ TARGET_MINUTES = 10.0
 def targets():
     """(fitted targets, held-out targets, notes): the published results of the
     scenario files (their [[arms.published]] tables)."""
-    fit = scenario_targets(ROOT / "itp_phase3.toml", ["responders_primary", "responded_once"])
+    phase3 = ROOT / "itp_phase3.toml"
+    fit = scenario_targets(phase3, ["responders_primary", "responded_once"])
     fit += scenario_targets(ROOT / "first_in_patient.toml")
-    held = scenario_targets(ROOT / "itp_phase3.toml", ["platelet_increased"])
+    fit += [t for t in scenario_targets(phase3, ["platelet_increased"]) if t.arm != "placebo"]
+    held = scenario_targets(phase3, ["responded_mostly"])
+    held += [t for t in scenario_targets(phase3, ["platelet_increased"]) if t.arm == "placebo"]
     return fit, held, []
+
+
+def start_model():
+    """Notebook 03's start: the best point of the hand scan in docs/calibration.md."""
+    m = hetrombopag.model("itp", pk="saturable").with_typical(ec50=26.5, hill=3.0, mtt=140.0).with_(
+        nonresponder_fraction=0.017, fluctuation=Fluctuation(sd_log=0.6, time_h=72.0),
+        residual_plt=ResidualError(prop=0.3, lognormal=True))
+    return m.with_(iiv={**m.iiv, "ec50": 0.2})
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parameters", type=int, default=6, help="how many of the 6 parameters to calibrate")
-    ap.add_argument("--replicates", type=int, default=50)
+    ap.add_argument("--replicates", type=int, default=15)
     ap.add_argument("--no-intervals", action="store_true")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args(argv)
     fit, held, notes = targets()
     params = PARAMETERS[: args.parameters]
     start = time.perf_counter()
-    res = calibrate(fit, params, holdout=held, replicates=args.replicates, seed=args.seed,
+    res = calibrate(fit, params, holdout=held, model=start_model(), replicates=args.replicates, seed=args.seed,
                     intervals=not args.no_intervals)
     wall = time.perf_counter() - start
     designs = res.problem.trials

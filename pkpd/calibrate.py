@@ -77,6 +77,7 @@ not allow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from contextlib import contextmanager
@@ -209,9 +210,26 @@ def targets_from_frame(frame) -> list[Target]:
 def scenario_targets(design, endpoints=None) -> list[Target]:
     """The published results of a scenario file (its ``[[arms.published]]``
     tables) as targets, optionally only those of ``endpoints`` (names)."""
-    scenario = design if isinstance(design, Scenario) else load_scenario(design)
+    scenario = design if isinstance(design, Scenario) else _load_once(design)
     return [Target(scenario, p.endpoint, arm, p.responders, p.n, p.source, f"{scenario.name}: {arm}: {p.endpoint}")
             for arm, p in scenario.published_all if endpoints is None or p.endpoint in endpoints]
+
+
+def _load_once(path) -> Scenario:
+    """The scenario file ``path``, loaded once while its content is unchanged: the
+    targets of one file then share one Scenario, whose design a calibration
+    simulates once (designs are told apart by identity), with the same virtual
+    patients for every endpoint of it, as in the trial that published them."""
+    path = Path(path)
+    if not path.is_file():
+        return load_scenario(path)  # its error names the file and the fix
+    stat = path.stat()
+    return _load_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(path: str, mtime_ns: int, size: int) -> Scenario:
+    return load_scenario(path)
 
 
 def _as_targets(targets, what: str) -> list[Target]:

@@ -541,7 +541,10 @@ class TransitSolver:
     number, else 0) splits the first step after each dose geometrically;
     ``tolerance`` is the largest accepted per-step error estimate (relative).
     Subjects whose estimate exceeds it are run again with finer steps (see
-    :meth:`run`), up to MAX_REFINEMENTS times.
+    :meth:`run`), up to MAX_REFINEMENTS times.  Subjects whose transit chain
+    needs steps shorter than ``max_step_h`` (``||A h||_1 <= MAX_CHAIN_NORM``:
+    a short MTT) run as groups of their own, one per halving of the step, so
+    that their steps do not become everyone's.
 
     ``fluctuation`` (a :class:`pkpd.fluctuation.Fluctuation`) multiplies
     production by a seeded within-patient disease process drawn from ``rng``
@@ -568,6 +571,7 @@ class TransitSolver:
     tolerance: float = STEP_TOLERANCE
     refinements: int = 0
     map_first_steps: bool = True
+    grade_every_dose: bool = False
     keep_tables: bool = True
     output_dtype: str = "float64"
     fluctuation: Fluctuation | None = None
@@ -591,9 +595,15 @@ class TransitSolver:
         # Legendre coefficients m-1, m-2, m-3, m-4 of the interpolant from its node values.
         legendre = np.polynomial.legendre.legvander(2 * self._c - 1, self.nodes - 1)  # (m, m): P_k(c_j)
         self._top = np.ascontiguousarray(((2 * np.arange(self.nodes) + 1) * q[:, None] * legendre).T[::-1][:4])
-        # Keep ||A h||_1 <= MAX_CHAIN_NORM for the Taylor series of the chain.
-        chain_norm = float(np.max(np.maximum(2 * self.pd.ktr, self.pd.ktr + self.pd.kdeg)))
-        self.max_step_h = min(self.max_step_h, MAX_CHAIN_NORM / chain_norm)
+        # Keep ||A h||_1 <= MAX_CHAIN_NORM for the Taylor series of the chain.  Subjects whose chains
+        # need shorter steps (a short MTT) form groups of their own (see _run_groups), so that one
+        # fast subject does not shorten every subject's steps.
+        own = np.minimum(self.max_step_h, MAX_CHAIN_NORM / np.maximum(2 * self.pd.ktr, self.pd.ktr + self.pd.kdeg))
+        levels = np.maximum(np.ceil(np.log2(self.max_step_h / own) - 1e-9), 0.0)
+        self._groups = [np.flatnonzero(levels == g) for g in np.unique(levels)] if np.ptp(levels) > 0 else None
+        self._group_solvers = []
+        self._requested_step_h = self.max_step_h
+        self.max_step_h = float(own.min())
         self._feedback = bool((self.pd.gamma > 0).any())
         # Subjects with the same chain rates share one set of chain propagators.
         self._shared_chain = bool(S > 1 and (self.pd.ktr == self.pd.ktr[0]).all() and (self.pd.kdeg == self.pd.kdeg[0]).all())
@@ -707,7 +717,7 @@ class TransitSolver:
             "step_h": np.float64(h), "first": np.int64(first), "mapped": np.int64(mapped),
         }
 
-    def _steps(self, span: float, after_dose: bool) -> list[tuple[float, bool, int]]:
+    def _steps(self, span: float, after_dose: bool, into_empty: bool = False) -> list[tuple[float, bool, int]]:
         """(length h, starts right after a dose, first) of the steps covering
         ``span`` h; first = 1 for a step that starts at a dose, 2 for the first
         piece of a graded one, else 0.
@@ -716,15 +726,20 @@ class TransitSolver:
         rises like t and E(C) like t^hill, which no polynomial interpolates
         well when hill is not a whole number; a potent drug (EC50 far below
         the peak) also switches E on within seconds.  With ``graded_levels``
-        = L > 0 the first step after each dose is split geometrically
-        (h/2^L, h/2^L, h/2^(L-1), ..., h/2).
+        = L > 0 the first step after such a dose (``into_empty``: some subject
+        dosed had no drug) is split geometrically (h/2^L, h/2^L, h/2^(L-1),
+        ..., h/2).  After a dose on top of drug still in the system C is
+        positive and E(C(t)) smooth, so that step is not split; should a
+        nearly washed-out system still make it too hard, its error estimate
+        fails and the subject is run again with graded steps after every dose
+        (``grade_every_dose``, see :meth:`run`).
         """
         if span <= 1e-12:
             return []
         n = int(np.ceil(span / self.max_step_h - 1e-9))
         h = span / n
         steps = [(h, after_dose, int(after_dose))] + [(h, False, 0)] * (n - 1)
-        if after_dose and self.graded_levels:
+        if after_dose and (into_empty or self.grade_every_dose) and self.graded_levels:
             levels = self.graded_levels
             pieces = h * np.r_[1.0, 2.0 ** np.arange(levels)] / 2.0**levels
             steps = [(x, False, 2 if i == 0 else 0) for i, x in enumerate(pieces)] + steps[1:]
@@ -750,12 +765,15 @@ class TransitSolver:
         # One dose row for everyone stays one row (the kernel reads row 0), not S copies.
         shared = np.ndim(amounts) <= 1 and self.pk.LINEAR
         dose_times, amounts, times = run_inputs(1 if shared else S, t0, dose_times, amounts, times)
+        if self._groups is not None:
+            return self._run_groups(dose_times, amounts, times, state)
         if not self.keep_tables and S > SUBJECT_BLOCK:
             return self._run_blocks(dose_times, amounts, times, state)
         start = {k: np.copy(v) for k, v in state.items()}
         ops, args, seg = [], [], []
         t = t0
-        dosed = False
+        dosed = into_empty = False
+        empty = ~state["a"].any(axis=1)  # subjects with no drug in the system (so far in this plan)
         doses = dose_times[dose_times >= t0 - 1e-9]
         events = np.union1d(doses, times)
         interval = self.fluctuation.interval_h if self._fluctuating else np.inf
@@ -772,7 +790,7 @@ class TransitSolver:
             events = events[near <= 1e-9]
         for event in events:
             begin = t
-            steps = self._steps(event - t, dosed)
+            steps = self._steps(event - t, dosed, into_empty)
             for k, (h, after_dose, first) in enumerate(steps):
                 key = self._step_key(h, after_dose, first)
                 ops.append(OP_STEP)
@@ -792,12 +810,15 @@ class TransitSolver:
                         seg.append(0)
                 begin = end
             t = max(t, event)
-            dosed = False
+            dosed = into_empty = False
             for j in np.flatnonzero(np.abs(dose_times - event) <= 1e-9):
                 ops.append(OP_DOSE)
                 args.append(j)
                 seg.append(0)
-                dosed = dosed or bool(amounts[:, j].any())
+                given = amounts[:, j] != 0
+                dosed = dosed or bool(given.any())
+                into_empty = into_empty or bool((given & empty).any())
+                empty &= ~given
             for i in np.flatnonzero(np.abs(times - event) <= 1e-9):
                 ops.append(OP_REPORT)
                 args.append(i)
@@ -841,6 +862,35 @@ class TransitSolver:
             conc, plt = conc.astype(self.output_dtype), plt.astype(self.output_dtype)
         return conc, plt, state
 
+    def _run_groups(self, dose_times, amounts, times, state):
+        """:meth:`run` for each group of subjects whose chains allow the same
+        longest step, each a solver of its own, kept for later runs (its
+        propagators are reused visit by visit)."""
+        S = self.pd.n_subjects
+        if self._fluctuating:  # the whole path first, from this solver's stream, as one run would draw it
+            end = max(float(times[-1]) if times.size else 0.0, float(dose_times[-1]) if dose_times.size else 0.0)
+            self._fluctuation_path(int(np.floor(end / self.fluctuation.interval_h + 1e-9)) + 2)
+        if not self._group_solvers:
+            self._group_solvers = [TransitSolver(
+                self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
+                max_step_h=self._requested_step_h, graded_levels=self.graded_levels,
+                grade_every_dose=self.grade_every_dose, tolerance=self.tolerance, refinements=self.refinements,
+                map_first_steps=self.map_first_steps, keep_tables=self.keep_tables,
+                fluctuation=self.fluctuation, _path=self._path[idx] if self._fluctuating else None,
+            ) for idx in self._groups]
+        conc, plt = (np.empty((S, times.size), self.output_dtype) for _ in range(2))
+        out_state = {"t": state["t"], "a": state["a"].copy(), "x": state["x"].copy()}
+        for idx, group in zip(self._groups, self._group_solvers):
+            if self._fluctuating:
+                group._path = self._path[idx]
+            c, p, out = group.run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
+                                  {"t": state["t"], "a": state["a"][idx], "x": state["x"][idx]})
+            conc[idx], plt[idx] = c, p
+            for k in ("a", "x"):
+                out_state[k][idx] = out[k]
+            out_state["t"] = out["t"]
+        return conc, plt, out_state
+
     def _run_blocks(self, dose_times, amounts, times, state):
         """:meth:`run` in blocks of :data:`SUBJECT_BLOCK` subjects, each a solver
         of its own that is dropped after its block (see ``keep_tables``)."""
@@ -853,8 +903,9 @@ class TransitSolver:
             idx = np.arange(lo, min(lo + SUBJECT_BLOCK, S))
             block = TransitSolver(
                 self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
-                max_step_h=self.max_step_h, graded_levels=self.graded_levels, tolerance=self.tolerance,
-                refinements=self.refinements, map_first_steps=self.map_first_steps, fluctuation=self.fluctuation,
+                max_step_h=self.max_step_h, graded_levels=self.graded_levels,
+                grade_every_dose=self.grade_every_dose, tolerance=self.tolerance, refinements=self.refinements,
+                map_first_steps=self.map_first_steps, fluctuation=self.fluctuation,
                 _path=self._path[idx] if self._fluctuating else None,
             )
             c, p, out = block.run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
@@ -890,6 +941,7 @@ class TransitSolver:
                     self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
                     max_step_h=self.max_step_h / 2 if finer_rest else self.max_step_h,
                     graded_levels=max(2 * self.graded_levels, GRADED_LEVELS) if finer_first else self.graded_levels,
+                    grade_every_dose=self.grade_every_dose or finer_first,
                     tolerance=self.tolerance, refinements=self.refinements + 1, map_first_steps=False,
                     fluctuation=self.fluctuation, _path=self._path[idx],
                 )

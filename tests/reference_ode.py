@@ -14,7 +14,8 @@ from scipy.integrate import solve_ivp
 def platelets_ode(p: dict, dose_times, amounts, times, method="DOP853", rtol=1e-11, atol=1e-12, graded=0):
     """Platelets (10^9/L) and concentrations (ng/mL) at ``times`` for one subject.
 
-    p: ka, cl, v, emax, ec50, hill, n_transit, mtt, gamma, plt0, lifespan.
+    p: ka, cl, v, emax, ec50, hill, n_transit, mtt, gamma, plt0, lifespan, and for
+    saturable elimination vmax (mg/h) and km (ng/mL).
     Doses (mg) go into the depot; a dose at a report time is given first.
     ``graded`` > 0 also restarts at t_dose + span 2^-j (j = 1..graded): with
     hill < 1, dE/dC is infinite at C = 0, and an integrator started anew close
@@ -25,6 +26,8 @@ def platelets_ode(p: dict, dose_times, amounts, times, method="DOP853", rtol=1e-
     ktr, kdeg = n / p["mtt"], 1 / p["lifespan"]
     plt0, gamma, hill = p["plt0"], p["gamma"], p["hill"]
     kin = plt0 * kdeg
+    # Michaelis-Menten elimination in parallel (pkpd.saturable): Vmax mg/h, Km ng/mL -> Km V mg
+    vmax, kmv = p.get("vmax", 0.0), p.get("km", 0.0) * v / 1000.0
 
     def effect(ac):
         c = max(ac, 0.0) / v * 1000.0
@@ -33,7 +36,7 @@ def platelets_ode(p: dict, dose_times, amounts, times, method="DOP853", rtol=1e-
     def rhs(t, y):
         d = np.empty_like(y)
         d[0] = -ka * y[0]
-        d[1] = ka * y[0] - k * y[1]
+        d[1] = ka * y[0] - k * y[1] - (vmax * y[1] / (kmv + y[1]) if vmax else 0.0)
         d[2] = kin * (1 + effect(y[1])) * (plt0 / y[-1]) ** gamma - ktr * y[2]
         d[3 : 2 + n] = ktr * (y[2 : 1 + n] - y[3 : 2 + n])
         d[-1] = ktr * y[1 + n] - kdeg * y[-1]
@@ -41,7 +44,7 @@ def platelets_ode(p: dict, dose_times, amounts, times, method="DOP853", rtol=1e-
 
     def jac(t, y):
         J = np.zeros((n + 3, n + 3))
-        J[0, 0], J[1, 0], J[1, 1] = -ka, ka, -k
+        J[0, 0], J[1, 0], J[1, 1] = -ka, ka, -k - (vmax * kmv / (kmv + y[1]) ** 2 if vmax else 0.0)
         c = max(y[1], 0.0) / v * 1000.0
         fb = (plt0 / y[-1]) ** gamma
         if c > 0:

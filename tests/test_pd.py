@@ -312,3 +312,44 @@ def test_fast_eliminators_in_one_population_match_reference(gamma, hill):
     for i, row in params.iterrows():
         _, ref = platelets_ode(row.to_dict(), reg.times, reg.amounts, times, rtol=1e-12, atol=1e-12 * row["plt0"])
         assert np.max(np.abs(plt[i] / ref - 1)) < ACCURACY, (i, k[i])
+
+
+def test_subjects_with_fast_chains_run_apart_and_keep_everyone_elses_steps():
+    """One subject with a short MTT (8 h: its chain needs steps of ~5 h) among
+    typical ones runs in a group of its own, so the others keep their 24 h
+    steps: their platelets are bit-identical to a run without it, and every
+    subject matches DOP853 at rtol 1e-12."""
+    base = typical("itp", hill=1.5, gamma=0.15)
+    params = pd.DataFrame([base, {**base, "mtt": 8.0}, {**base, "ec50": 1.5 * base["ec50"]}])
+    model = hetrombopag.model("itp", pk="linear").with_typical(hill=1.5, gamma=0.15)
+    reg = Regimen.daily(5, 21)
+    times = np.union1d(np.arange(0, 22) * 24.0, [5.5, 200.0])
+    _, plt, _ = model.solver(params).run(reg.times, reg.amounts, times)
+    _, alone, _ = model.solver(params.iloc[[0, 2]].reset_index(drop=True)).run(reg.times, reg.amounts, times)
+    np.testing.assert_array_equal(plt[[0, 2]], alone)
+    for i, row in params.iterrows():
+        _, ref = platelets_ode(row.to_dict(), reg.times, reg.amounts, times, rtol=1e-12, atol=1e-12 * row["plt0"])
+        assert np.max(np.abs(plt[i] / ref - 1)) < ACCURACY, i
+
+
+@pytest.mark.parametrize("pk", ["linear", "saturable"])
+def test_doses_into_empty_and_dosed_systems_in_one_population_match_reference(pk):
+    """hill 2.55: after a dose into an empty system E rises like t^2.55 and the
+    step is graded; after a dose on top of drug it is not.  Subject 0 takes
+    5 mg daily from day 0; subject 1 from day 10, its first dose landing while
+    subject 0 has drug; subject 2 stops on days 5-17 and restarts near
+    wash-out.  Each against DOP853 at rtol 1e-12."""
+    model = hetrombopag.model("itp", pk=pk).with_typical(hill=2.55)
+    p = model.typical
+    params = pd.DataFrame([p, p, p])
+    days = np.arange(28)
+    dose_times = days * 24.0
+    amounts = np.full((3, days.size), 5.0)
+    amounts[1, days < 10] = 0.0
+    amounts[2, (days >= 5) & (days < 17)] = 0.0
+    times = np.union1d(np.arange(0, 29) * 24.0, [241.5, 410.0])
+    conc, plt, _ = model.solver(params).run(dose_times, amounts, times)
+    for i, row in params.iterrows():
+        c_ref, ref = platelets_ode(row.to_dict(), dose_times, amounts[i], times, rtol=1e-12, atol=1e-12 * row["plt0"])
+        np.testing.assert_allclose(conc[i], c_ref, rtol=1e-7, atol=1e-9)
+        assert np.max(np.abs(plt[i] / ref - 1)) < ACCURACY, i

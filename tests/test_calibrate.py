@@ -228,3 +228,27 @@ def test_intervals_for_named_parameters_only(truth_targets):
     assert rows.loc["nonresponder_fraction", "low"] < rows.loc["nonresponder_fraction", "estimate"] \
         < rows.loc["nonresponder_fraction", "high"]
     assert np.isnan(rows.loc["ec50", "low"]) and list(res.profiles) == ["nonresponder_fraction"]
+
+
+def test_profile_limits_are_where_a_full_refit_of_the_others_rises_by_3_84(truth_targets):
+    """A profile with a nuisance parameter (its other parameter re-fitted at
+    each step from the linearised optimum with secant Jacobian updates): at
+    each limit of ec50, an independent full re-fit of the visit noise alone
+    (Nelder-Mead, ec50 fixed there, a separate calibration) gives a deviance
+    3.84 above the optimum's, within the search tolerance and the re-fit's."""
+    known = MODEL.with_(nonresponder_fraction=TRUTH["nonresponder_fraction"])
+    params = [Parameter("ec50", 2.0, 200.0, start=20.0), Parameter("residual_plt.prop", 0.15, 0.9, start=0.35)]
+    res = calibrate(truth_targets, params, model=known, replicates=4, seed=3, intervals=["ec50"], progress=False)
+    row = res.parameters.loc["ec50"]
+    assert row["low"] < row["estimate"] < row["high"] and not (row["low_at_bound"] or row["high_at_bound"])
+    profile_sims = int(res.history["stage"].str.startswith("profile").sum())
+    best = res.objective
+    for end in ("low", "high"):
+        fixed = apply(known, {"ec50": row[end]})
+        refit = calibrate(truth_targets, [Parameter("residual_plt.prop", 0.15, 0.9,
+                                                    start=res.parameters.loc["residual_plt.prop", "estimate"])],
+                          model=fixed, replicates=4, seed=3, intervals=False, method="Nelder-Mead", progress=False)
+        assert 2 * (refit.objective - best) == pytest.approx(3.84, abs=0.6), end
+    # each step costs a few simulations, not (p + 1) per iteration
+    steps = len(res.profiles["ec50"])
+    assert profile_sims <= 4 * steps + 2

@@ -83,6 +83,7 @@ import dataclasses
 import functools
 import sys
 import time
+import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ from scipy.special import xlogy
 from scipy.stats import binom, chi2
 from tqdm import tqdm
 
+from . import drugs
 from .checks import PKPDInputError, _is_real, whole
 from .distributed import check_workers, client_for
 from .endpoints import REGISTRY
@@ -362,6 +364,140 @@ def apply(model: PKPDModel, values) -> PKPDModel:
     return out.with_(**fields) if fields else out
 
 
+# ================================================================= a problem as a file
+#: Keys of a calibration problem file (:func:`load_problem`), per table.
+PROBLEM_KEYS = {
+    "problem": ("name", "description", "replicates", "seed"),
+    "model": ("drug", "population", "pk"),
+    "parameters": ("name", "low", "high", "log"),
+    "targets": ("design", "endpoints", "arms"),
+}
+_PROBLEM_TABLES = ("problem", "model", "start", "starts", "parameters", "targets", "holdout")
+
+
+def _keys(table, allowed, where: str, required=()) -> dict:
+    if not isinstance(table, dict):
+        raise PKPDInputError(f"{where} must be a table; got {table!r}.")
+    for key in table:
+        if key not in allowed:
+            raise PKPDInputError(f"unknown key {where}.{key}.{did_you_mean(str(key), allowed)} Allowed: {list(allowed)}.")
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise PKPDInputError(f"{where} lacks {missing[0]!r}; give {', '.join(required)}.")
+    return table
+
+
+def _target_tables(tables, where: str, folder: Path) -> list[Target]:
+    """[[targets]] / [[holdout]] tables: a scenario file's published results, by endpoint and arm."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise PKPDInputError(f"{where} must be [[{where}]] tables with design = \"a scenario file\".")
+    out = []
+    for i, table in enumerate(tables):
+        w = f"{where}[{i}]"
+        table = _keys(table, PROBLEM_KEYS["targets"], w, required=("design",))
+        design = table["design"]
+        if not isinstance(design, str):
+            raise PKPDInputError(f"{w}.design must be a scenario file path in quotes (relative to the problem file); "
+                                 f"got {design!r}.")
+        for key in ("endpoints", "arms"):
+            value = table.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PKPDInputError(f"{w}.{key} must be a list of names in quotes, e.g. {key} = [\"...\"]; got {value!r}.")
+        try:
+            found = scenario_targets(folder / design, table.get("endpoints") or None)
+        except PKPDInputError as err:
+            raise PKPDInputError(f"{w}: {err}") from None
+        arms = table.get("arms")
+        if arms:
+            known = sorted({t.arm for t in found})
+            for arm in arms:
+                if arm not in known:
+                    raise PKPDInputError(f"{w}.arms names {arm!r}, not an arm with these published results."
+                                         f"{did_you_mean(arm, known)} Arms: {known}.")
+            found = [t for t in found if t.arm in arms]
+        if not found:
+            raise PKPDInputError(f"{w}: {design} has no [[arms.published]] result for endpoints "
+                                 f"{table.get('endpoints')}; name endpoints it publishes.")
+        out += found
+    return out
+
+
+def load_problem(path) -> dict:
+    """A calibration problem from a TOML file, as the keyword arguments of
+    :func:`calibrate` (``targets, parameters, holdout, model, starts,
+    replicates, seed``): the problem written once, as data, for every run of it
+    (``calibrate(**load_problem(path), intervals=...)``).  Layout
+    (``scenarios/itp_calibration.toml``)::
+
+        [problem]      name, description, replicates, seed
+        [model]        drug, population, pk          (as in a scenario file)
+        [start]        "name" = value, ...           (addressable names: set on the model, the search's start)
+        [[starts]]     "name" = value, ...           (more starting points of the calibrated parameters)
+        [[parameters]] name, low, high, log          (a Parameter; log defaults to true)
+        [[targets]]    design, endpoints, arms       (a scenario file's published results, relative to
+        [[holdout]]    design, endpoints, arms        this file; default every endpoint and arm)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PKPDInputError(f"calibration problem file {str(path)!r} not found; give the path to a .toml file "
+                             "(e.g. scenarios/itp_calibration.toml).")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise PKPDInputError(f"calibration problem file {path}: not valid UTF-8 TOML ({err}); fix the syntax.") from None
+    try:
+        for key in data:
+            if key not in _PROBLEM_TABLES:
+                raise PKPDInputError(f"unknown table [{key}].{did_you_mean(str(key), _PROBLEM_TABLES)} "
+                                     f"Allowed: {list(_PROBLEM_TABLES)}.")
+        for key in ("parameters", "targets"):
+            if key not in data:
+                raise PKPDInputError(f"no [[{key}]] tables; a problem needs its parameters and its targets.")
+        problem = _keys(data.get("problem", {}), PROBLEM_KEYS["problem"], "problem")
+        model = drugs.model(**_keys(data.get("model", {}), PROBLEM_KEYS["model"], "model"))
+        start = data.get("start", {})
+        if not isinstance(start, dict) or not all(_number(v) for v in start.values()):
+            raise PKPDInputError(f"[start] must be name = number lines (e.g. ec50 = 26.5); got {start!r}.")
+        if start:
+            try:
+                model = apply(model, start)
+            except PKPDInputError as err:
+                raise PKPDInputError(f"start: {err}") from None
+        params = data["parameters"]
+        if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+            raise PKPDInputError("parameters must be [[parameters]] tables with name, low and high.")
+        parameters = []
+        for i, p in enumerate(params):
+            p = _keys(p, PROBLEM_KEYS["parameters"], f"parameters[{i}]", required=("name", "low", "high"))
+            try:
+                parameters.append(Parameter(**p))
+            except (PKPDInputError, TypeError) as err:
+                raise PKPDInputError(f"parameters[{i}]: {err}") from None
+        names = [p.name for p in parameters]
+        try:
+            check_names(model, names)
+        except PKPDInputError as err:
+            raise PKPDInputError(f"parameters: {err}") from None
+        starts = data.get("starts", [])
+        if not isinstance(starts, list) or not all(isinstance(p, dict) and all(_number(v) for v in p.values())
+                                                   for p in starts):
+            raise PKPDInputError(f"starts must be [[starts]] tables of name = number lines; got {starts!r}.")
+        for i, point in enumerate(starts):
+            unknown = [k for k in point if k not in names]
+            if unknown:
+                raise PKPDInputError(f"starts[{i}] names {unknown[0]!r}, not a calibrated parameter."
+                                     f"{did_you_mean(unknown[0], names)} Calibrated: {names}.")
+        targets = _target_tables(data["targets"], "targets", path.parent)
+        holdout = _target_tables(data.get("holdout", []), "holdout", path.parent)
+    except PKPDInputError as err:
+        raise PKPDInputError(f"calibration problem file {path}: {err}") from None
+    out = {"targets": targets, "parameters": parameters, "holdout": holdout, "model": model, "starts": starts}
+    for key in ("replicates", "seed"):
+        if key in problem:
+            out[key] = problem[key]
+    return out
+
+
 # ================================================================= the problem
 def _signed_deviance(k, n, p):
     """Signed deviance residuals of counts ``k`` of ``n`` at rates ``p`` against the saturated model."""
@@ -548,14 +684,23 @@ class Calibrator:
         r = fun_res(x)
         return np.asarray(x, float), 0.5 * float(r @ r)
 
-    def fit(self, method: str = "trf", intervals=True, max_evaluations: int = 400) -> "CalibrationResult":
-        """Calibrate: minimise the objective from the start, then profile the
-        parameters ``intervals`` names (True: all, False: none, or a list of
-        names).  ``max_evaluations`` caps each optimisation."""
+    def fit(self, method: str = "trf", intervals=True, max_evaluations: int = 400, starts=()) -> "CalibrationResult":
+        """Calibrate: minimise the objective from the start (and from each of
+        ``starts``, keeping the lowest), then profile the parameters
+        ``intervals`` names (True: all, False: none, or a list of names).
+        ``max_evaluations`` caps each optimisation."""
         if method not in METHODS:
             raise PKPDInputError(f"method must be one of {METHODS}; got {method!r}.{did_you_mean(str(method), METHODS)}")
         max_evaluations = whole("max_evaluations", max_evaluations)
         profiled = self._profiled(intervals)
+        if isinstance(starts, dict) or not all(isinstance(s, dict) for s in starts):
+            raise PKPDInputError(f"starts must be a list of {{name: value}} points; got {starts!r}.")
+        extra = []
+        for i, point in enumerate(starts, 2):
+            point = self._complete(point)
+            for p in self.parameters:
+                p.check_start(point[p.name], f"start {i}")
+            extra.append(point)
         t0 = time.perf_counter()
         self._bar = tqdm(desc="calibrate: simulations", unit="eval", file=sys.stderr, disable=not self.progress, leave=False)
         try:
@@ -564,6 +709,11 @@ class Calibrator:
                 u0 = self.unit(self.start)
                 u_hat, half_dev = self._minimise(self._res_u, u0, method, max_evaluations)
                 jacobian = self._jacobian if method == "trf" else None  # at the optimum: the profiles start from it
+                for i, point in enumerate(extra, 2):  # a local optimiser: other starts may find a lower optimum
+                    self.stage = f"fit (start {i})"
+                    u, h = self._minimise(self._res_u, self.unit(point), method, max_evaluations)
+                    if h < half_dev:
+                        u_hat, half_dev, jacobian = u, h, self._jacobian if method == "trf" else None
                 profiles = {}
                 for j, p in enumerate(self.parameters):
                     if p.name in profiled:
@@ -723,7 +873,7 @@ class _Broyden:
 
 def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, replicates: int = 50, seed: int = 1,
               method: str = "trf", intervals=True, max_evaluations: int = 400,
-              progress: bool = True, workers=None) -> "CalibrationResult":
+              progress: bool = True, workers=None, starts=()) -> "CalibrationResult":
     """Fit ``parameters`` (:class:`Parameter` list) to published ``targets``
     (:class:`Target` list, DataFrame or CSV) by maximum binomial likelihood
     with common random numbers (see the module docstring).
@@ -739,6 +889,9 @@ def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, r
         False (estimates only).
     max_evaluations : cap of the fit (``"trf"``: its iterations' function
         evaluations, Jacobian evaluations not counted; simplex methods: all).
+    starts : more starting points ({name: value}, parameters not given keep
+        the start), each fitted in turn; the lowest optimum is kept (the
+        optimisers are local; ``history`` logs each fit's simulations).
     workers : where each simulation's replicates run (see
         :mod:`pkpd.distributed`: None here, N for a local cluster of N
         processes started once for the calibration, a ``distributed.Client``
@@ -746,7 +899,7 @@ def calibrate(targets, parameters, holdout=(), model: PKPDModel | None = None, r
     Returns a :class:`CalibrationResult`.
     """
     problem = Calibrator(targets, parameters, holdout, model, replicates, seed, progress, workers)
-    return problem.fit(method, intervals, max_evaluations)
+    return problem.fit(method, intervals, max_evaluations, starts)
 
 
 # ================================================================= result

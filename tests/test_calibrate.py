@@ -10,6 +10,7 @@ a seed the calibration never uses.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -252,3 +253,66 @@ def test_profile_limits_are_where_a_full_refit_of_the_others_rises_by_3_84(truth
     # each step costs a few simulations, not (p + 1) per iteration
     steps = len(res.profiles["ec50"])
     assert profile_sims <= 4 * steps + 2
+
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def test_the_shipped_problem_file_is_the_published_targets():
+    """scenarios/itp_calibration.toml: the scenario files' published counts
+    (11 fitted, 4 held out), 6 parameters, its start set on the model, one
+    more start; the phase III targets share one Scenario (simulated once)."""
+    from pkpd.calibrate import load_problem, scenario_targets
+    problem = load_problem(SCENARIOS / "itp_calibration.toml")
+    fitted = [(t.label, t.k, t.n) for t in problem["targets"]]
+    phase3 = scenario_targets(SCENARIOS / "itp_phase3.toml")
+    assert len(fitted) == 11 and len(problem["holdout"]) == 4
+    assert ("itp_phase3: 2.5 mg + titration: responders_primary", 99, 168) in fitted
+    assert ("first_in_patient: 2.5 mg: responders_primary", 1, 8) in fitted
+    assert ("itp_phase3: placebo: platelet_increased", 2, 85) in [(t.label, t.k, t.n) for t in problem["holdout"]]
+    assert {id(t.design) for t in problem["targets"] + problem["holdout"] if "itp_phase3" in t.label} == \
+        {id(phase3[0].design)}
+    assert [p.name for p in problem["parameters"]][:2] == ["ec50", "hill"]
+    assert current_value(problem["model"], "ec50") == 26.5 and current_value(problem["model"], "iiv.ec50") == 0.2
+    assert problem["replicates"] == 15 and problem["seed"] == 3 and len(problem["starts"]) == 1
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("[problem]", "[problm]"), "unknown table \\[problm\\]. Did you mean 'problem'"),
+    (('name = "hill"', 'name = "hil"'), "parameters: parameter name 'hil' addresses nothing"),
+    (("low = 0.5", "low = 6.0"), "parameters\\[1\\].*low \\(6\\) must be below high"),
+    (('design = "first_in_patient.toml"', 'design = "nowhere.toml"'), "targets\\[1\\].*nowhere.toml.*not found"),
+    (('arms = ["placebo"]', 'arms = ["plcebo"]'), "holdout\\[1\\].arms names 'plcebo'.*Did you mean 'placebo'"),
+    (('"iiv.ec50" = 0.2', '"iiv.ec5" = 0.2'), "start: parameter name 'iiv.ec5'"),
+    (("ec50 = 28.1", "ec500 = 28.1"), "starts\\[0\\] names 'ec500'.*Calibrated"),
+])
+def test_a_bad_problem_file_names_the_field(tmp_path, edit, message):
+    """Each fault of a problem file names its table and key, and the file."""
+    from pkpd.calibrate import load_problem
+    text = (SCENARIOS / "itp_calibration.toml").read_text()
+    assert edit[0] in text
+    for name in ("itp_phase3.toml", "first_in_patient.toml"):
+        (tmp_path / name).write_text((SCENARIOS / name).read_text())
+    bad = tmp_path / "problem.toml"
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(pkpd.PKPDInputError, match=message) as err:
+        load_problem(bad)
+    assert "problem.toml" in str(err.value)
+
+
+def test_more_starts_keep_the_lowest_optimum(truth_targets):
+    """starts: a second fit from another point; the result is the lower of the
+    two optima (here the second start sits at the truth, the first far off
+    with a cap that stops it early), and history logs both fits."""
+    known = apply(MODEL, {k: v for k, v in TRUTH.items() if k != "ec50"})
+    params = [Parameter("ec50", 2.0, 200.0, start=150.0)]
+    one = calibrate(truth_targets, params, model=known, replicates=3, seed=3, intervals=False, max_evaluations=2,
+                    progress=False)
+    two = calibrate(truth_targets, params, model=known, replicates=3, seed=3, intervals=False, max_evaluations=2,
+                    starts=[{"ec50": 12.0}], progress=False)
+    assert two.objective < one.objective
+    assert abs(np.log(two.parameters.loc["ec50", "estimate"] / 12.0)) < 0.3
+    assert set(two.history["stage"]) >= {"fit", "fit (start 2)"}
+    with pytest.raises(pkpd.PKPDInputError, match="start 2.*outside its bounds"):
+        calibrate(truth_targets, params, model=known, replicates=1, seed=3, intervals=False, starts=[{"ec50": 500.0}],
+                  progress=False)

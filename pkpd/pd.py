@@ -871,25 +871,35 @@ class TransitSolver:
             end = max(float(times[-1]) if times.size else 0.0, float(dose_times[-1]) if dose_times.size else 0.0)
             self._fluctuation_path(int(np.floor(end / self.fluctuation.interval_h + 1e-9)) + 2)
         if not self._group_solvers:
-            self._group_solvers = [TransitSolver(
-                self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
-                max_step_h=self._requested_step_h, graded_levels=self.graded_levels,
-                grade_every_dose=self.grade_every_dose, tolerance=self.tolerance, refinements=self.refinements,
-                map_first_steps=self.map_first_steps, keep_tables=self.keep_tables,
-                fluctuation=self.fluctuation, _path=self._path[idx] if self._fluctuating else None,
-            ) for idx in self._groups]
+            self._group_solvers = [self._subsolver(idx, max_step_h=self._requested_step_h) for idx in self._groups]
         conc, plt = (np.empty((S, times.size), self.output_dtype) for _ in range(2))
-        out_state = {"t": state["t"], "a": state["a"].copy(), "x": state["x"].copy()}
+        out = {"t": state["t"], "a": state["a"].copy(), "x": state["x"].copy()}
         for idx, group in zip(self._groups, self._group_solvers):
             if self._fluctuating:
                 group._path = self._path[idx]
-            c, p, out = group.run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
-                                  {"t": state["t"], "a": state["a"][idx], "x": state["x"][idx]})
-            conc[idx], plt[idx] = c, p
-            for k in ("a", "x"):
-                out_state[k][idx] = out[k]
-            out_state["t"] = out["t"]
-        return conc, plt, out_state
+            self._run_subset(group, idx, dose_times, amounts, times, state, conc, plt, out)
+        return conc, plt, out
+
+    def _subsolver(self, idx, **settings) -> "TransitSolver":
+        """A solver of the subjects ``idx`` with this solver's settings (``settings`` replace some)."""
+        kw = dict(nodes=self.nodes, max_step_h=self.max_step_h, graded_levels=self.graded_levels,
+                  grade_every_dose=self.grade_every_dose, tolerance=self.tolerance, refinements=self.refinements,
+                  map_first_steps=self.map_first_steps, keep_tables=self.keep_tables, fluctuation=self.fluctuation,
+                  _path=self._path[idx] if self._fluctuating else None)
+        return TransitSolver(self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx),
+                             **{**kw, **settings})
+
+    @staticmethod
+    def _run_subset(solver, idx, dose_times, amounts, times, state, conc, plt, out) -> None:
+        """Run ``solver`` (of the subjects ``idx``) from their part of ``state``;
+        its platelets, concentrations and end state go into ``conc``, ``plt``
+        and ``out``, in place."""
+        c, p, end = solver.run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
+                               {"t": state["t"], "a": state["a"][idx], "x": state["x"][idx]})
+        conc[idx], plt[idx] = c, p
+        for k in ("a", "x"):
+            out[k][idx] = end[k]
+        out["t"] = end["t"]
 
     def _run_blocks(self, dose_times, amounts, times, state):
         """:meth:`run` in blocks of :data:`SUBJECT_BLOCK` subjects, each a solver
@@ -899,22 +909,12 @@ class TransitSolver:
         if self._fluctuating:  # the whole path first, from this solver's stream, as one run would draw it
             self._fluctuation_path(int(np.floor(end / self.fluctuation.interval_h + 1e-9)) + 2)
         conc, plt = (np.empty((S, times.size), self.output_dtype) for _ in range(2))
+        out = {"t": state["t"], "a": state["a"].copy(), "x": state["x"].copy()}
         for lo in range(0, S, SUBJECT_BLOCK):
             idx = np.arange(lo, min(lo + SUBJECT_BLOCK, S))
-            block = TransitSolver(
-                self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
-                max_step_h=self.max_step_h, graded_levels=self.graded_levels,
-                grade_every_dose=self.grade_every_dose, tolerance=self.tolerance, refinements=self.refinements,
-                map_first_steps=self.map_first_steps, fluctuation=self.fluctuation,
-                _path=self._path[idx] if self._fluctuating else None,
-            )
-            c, p, out = block.run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
-                                  {"t": state["t"], "a": state["a"][idx], "x": state["x"][idx]})
-            conc[idx], plt[idx] = c, p
-            for k in ("a", "x"):
-                state[k][idx] = out[k]
-        state["t"] = out["t"]
-        return conc, plt, state
+            self._run_subset(self._subsolver(idx, keep_tables=True), idx, dose_times, amounts, times, state, conc,
+                             plt, out)
+        return conc, plt, out
 
     def _refine(self, bad_first, bad_rest, start, state, dose_times, amounts, times, conc, plt):
         """Run again, in place, the subjects whose error estimate failed, each
@@ -937,14 +937,11 @@ class TransitSolver:
                 continue
             key = (finer_first, finer_rest, idx.tobytes())
             if key not in self._finer:
-                self._finer[key] = TransitSolver(
-                    self.pk, {k: v[idx] for k, v in self.pk_params.items()}, self.pd.subset(idx), nodes=self.nodes,
-                    max_step_h=self.max_step_h / 2 if finer_rest else self.max_step_h,
+                self._finer[key] = self._subsolver(
+                    idx, max_step_h=self.max_step_h / 2 if finer_rest else self.max_step_h,
                     graded_levels=max(2 * self.graded_levels, GRADED_LEVELS) if finer_first else self.graded_levels,
-                    grade_every_dose=self.grade_every_dose or finer_first,
-                    tolerance=self.tolerance, refinements=self.refinements + 1, map_first_steps=False,
-                    fluctuation=self.fluctuation, _path=self._path[idx],
-                )
+                    grade_every_dose=self.grade_every_dose or finer_first, refinements=self.refinements + 1,
+                    map_first_steps=False, keep_tables=True, _path=self._path[idx])
                 # Steps the finer solver shares with this one: slice their tables, which
                 # keeps their layout (shared chain rows, node tables), so the finer solver keeps it too.
                 self._finer[key]._shared_chain, self._finer[key]._feedback = self._shared_chain, self._feedback
@@ -955,12 +952,7 @@ class TransitSolver:
                     if not kind[1]
                 )
             self._finer[key]._path = self._path[idx]  # this run's path, drawn by this solver
-            sub_state = {"t": start["t"], **{k: start[k][idx] for k in ("a", "x")}}
-            c, p, out = self._finer[key].run(dose_times, amounts if amounts.shape[0] == 1 else amounts[idx], times,
-                                             sub_state)
-            conc[idx], plt[idx] = c, p
-            for k in ("a", "x"):
-                state[k][idx] = out[k]
+            self._run_subset(self._finer[key], idx, dose_times, amounts, times, start, conc, plt, state)
 
     def _fluctuation_path(self, n_intervals: int) -> np.ndarray:
         """The disease-fluctuation path (S, >= n_intervals) of eta, drawn as far

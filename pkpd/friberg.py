@@ -22,6 +22,8 @@ so any linear PK model works), by the adaptive Dormand-Prince solver of
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -45,7 +47,6 @@ ROW = ("scale", "central", "ktr", "gamma", "circ0", "emax", "ec50")
 CIRC_FLOOR = 1e-12
 
 
-@numba.cfunc(ode.RHS, cache=True)
 def friberg_rhs(t, y, p, dy):
     """PK (dy = K a) and the Friberg chain; p = (K row-major, then ROW)."""
     n = y.size - CHAIN
@@ -65,6 +66,14 @@ def friberg_rhs(t, y, p, dy):
     for i in range(1, CHAIN):
         dy[n + i] = ktr * (y[n + i - 1] - y[n + i])
 
+
+
+@functools.cache
+def _compiled_rhs():
+    """:func:`friberg_rhs` as the compiled C callback the ODE integrator takes.  Built on
+    first use: a ``numba.cfunc`` compiles (or loads from the disk cache) when it is
+    created, ~0.13 s that importing the package must not pay."""
+    return numba.cfunc(ode.RHS, cache=True)(friberg_rhs)
 
 def _limited(name: str, arr: np.ndarray, fix: str) -> np.ndarray:
     """``arr`` inside the plausibility range of :data:`pkpd.checks.PARAMETER_LIMITS`."""
@@ -168,7 +177,7 @@ class FribergSolver:
             at += [max(t, t0), max(t, t0)]
         out = np.full((S, times.size, 2), np.nan)
         failed = np.zeros(S, np.bool_)
-        ode.integrate(friberg_rhs, np.array(ops, np.int64), np.array(args, np.int64), np.array(at, float), t0,
+        ode.integrate(_compiled_rhs(), np.array(ops, np.int64), np.array(args, np.int64), np.array(at, float), t0,
                       state["y"], self.params, amounts, self.pk.DOSE_COMPARTMENT,
                       np.array([self.pk.CENTRAL, self.n + CHAIN - 1], np.int64), self.rtol, self.atol, out, failed)
         if failed.any():

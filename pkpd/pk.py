@@ -22,11 +22,11 @@ import warnings
 from . import one_compartment
 from .drugs import hetrombopag as _hetrombopag
 from .exposure import MG_PER_L_TO_NG_PER_ML
-from .one_compartment import exp_divdiff, steady_state_amounts
+from .one_compartment import exp_divdiff, exp_divdiff_array, steady_state_amounts
 from .regimen import Regimen
 
 __all__ = ["MG_PER_L_TO_NG_PER_ML", "OneCompartmentOral",
-           "check_parameters", "concentrations", "exp_divdiff", "steady_state_amounts"]
+           "check_parameters", "concentrations", "exp_divdiff", "exp_divdiff_array", "steady_state_amounts"]
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,23 @@ def test_clopper_pearson_textbook_values():
         clopper_pearson(5, 3)
 
 
+def test_clopper_pearson_against_scipy():
+    """pkpd's beta quantiles (plain Python, to keep scipy.special out of a simulation's
+    import) against scipy.special.betaincinv, the reference, from k = 0 to n, with
+    expected (non-integer) counts and trial sizes from 8 to 30000."""
+    from scipy.special import betaincinv
+
+    for n in (8, 85, 168, 30000):
+        k = np.concatenate([np.arange(0, min(n, 40) + 1), np.linspace(0, n, 23), [0.3, n - 0.3]])
+        lo, hi = clopper_pearson(k, n)
+        ref_lo = np.where(k > 0, betaincinv(k, n - k + 1, 0.025), 0.0)
+        ref_hi = np.where(k < n, betaincinv(k + 1, n - k, 0.975), 1.0)
+        np.testing.assert_allclose(lo, ref_lo, rtol=1e-11, atol=1e-15)
+        np.testing.assert_allclose(hi, ref_hi, rtol=1e-11, atol=1e-15)
+    lo, hi = clopper_pearson(3, 10, level=0.9)
+    np.testing.assert_allclose([lo, hi], [betaincinv(3, 8, 0.05), betaincinv(4, 7, 0.95)], rtol=1e-12)
+
+
 def test_replicates_intervals_and_dose_distribution():
     res = small_trial().run(seed=2, replicates=8, progress=False)
     e = res.endpoints

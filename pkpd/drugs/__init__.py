@@ -3,7 +3,8 @@
 ``pkpd.drugs.hetrombopag.model("itp")`` builds a drug's population model;
 :func:`model` does the same by name, as scenario files do (``drug =
 "hetrombopag"``, ``population = "itp"``).  To add a drug, add its file here
-and its name to :data:`DRUGS`.
+(with ``POPULATIONS``, ``STRUCTURES`` -- the PK and PD classes of its models --
+and ``model``) and its name to :data:`DRUGS`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from . import docetaxel, eltrombopag, hetrombopag
 #: The drugs pkpd ships, by name: modules with ``model(population, **overrides)``
 #: and ``POPULATIONS`` (the first is the default population).
 DRUGS = MappingProxyType({"hetrombopag": hetrombopag, "eltrombopag": eltrombopag, "docetaxel": docetaxel})
-#: Every parameter name of the drugs' default models (what a scenario's [model]
-#: table may override; each drug's model refuses the names it does not have).
-PARAMETERS = tuple(dict.fromkeys(p for d in DRUGS.values() for p in d.model(d.POPULATIONS[0]).parameter_names))
+#: Every parameter name of the drugs' model structures (what a scenario's [model]
+#: table may override; each drug's model refuses the names it does not have).  From
+#: the structure classes, not built models: building one loads compiled kernels.
+PARAMETERS = tuple(dict.fromkeys(p for d in DRUGS.values() for s in d.STRUCTURES for p in s.PARAMETERS))
 
 
 def model(drug: str = "hetrombopag", population: str = "healthy", **overrides) -> PKPDModel:

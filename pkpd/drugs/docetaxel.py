@@ -26,6 +26,8 @@ from ..population import PKPDModel, ResidualError, did_you_mean, known_parameter
 
 NAME = "docetaxel"
 POPULATIONS = ("cancer",)
+#: The PK and PD structures of this drug's models.
+STRUCTURES = (OneCompartmentOral, FribergMyelosuppression)
 
 #: Molar mass, g/mol [R] (C43H53NO14, 807.879 g/mol; chemeurope encyclopedia,
 #: "Docetaxel"): converts µmol/L to ng/mL (x 807.879).

@@ -29,6 +29,8 @@ from . import hetrombopag
 
 NAME = "eltrombopag"
 POPULATIONS = ("healthy", "itp")
+#: The PK and PD structures of this drug's models.
+STRUCTURES = (TwoCompartmentOral, TransitPlatelets)
 
 # ---------------------------------------------------------------- PK, ITP (Gibiansky 2011 abstract)
 #: Apparent clearance CL/F, L/h [R] (typical 70-kg Caucasian male ITP patient, no corticosteroids).

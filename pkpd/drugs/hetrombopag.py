@@ -24,6 +24,8 @@ from ..population import PKPDModel, ResidualError, ScreenedBaseline, did_you_mea
 
 NAME = "hetrombopag"
 POPULATIONS = ("healthy", "itp")
+#: The PK and PD structures of this drug's models (pk="linear" / "saturable"; transit platelets).
+STRUCTURES = (OneCompartmentOral, OneCompartmentSaturable, TransitPlatelets)
 
 # ---------------------------------------------------------------- PK
 #: Absorption rate constant ka, 1/h.  [I] chosen so that Tmax ~ 8 h with

@@ -41,8 +41,12 @@ expression with PyTensor's automatic gradient, and of the PK part alone.
 
 Target (issue 5): under 120 s in total with min bulk ESS >= 400 and no divergences.
 
+``--saturable-cost`` (instead of the fits) times what integrating the
+dose-dependent PK would add to one gradient of this design, against the
+gradient budget of the target.
+
     python benchmarks/bench_fit_pkpd.py [--mode warm|cold|both] [--model both|full|no-emax-iiv]
-                                        [--density compiled|pytensor|both] [--profile]
+                                        [--density compiled|pytensor|both] [--profile] [--saturable-cost]
                                         [--draws 1000] [--tune 500] [--chains 4]
 """
 
@@ -178,6 +182,57 @@ def profile(args) -> None:
           f"{base / op:.1f}x faster ({len(DOSES_MG) * PER_GROUP} subjects x {PLT_DAYS[-1]} days, 1 core)")
 
 
+def saturable_cost(args) -> None:
+    """What one log-density gradient of this design would cost in integrating the
+    dose-dependent PK (pkpd.saturable.OneCompartmentSaturable, no closed form), set
+    against the gradient budget of the 120 s target.
+
+    The platelet likelihood needs the concentration at every input node of its grid
+    (8 per 24 h step, 56 steps) and, for NUTS, its derivatives in the 5 PK
+    parameters; the 8 PK samples need the same.  Timed per subject, one core, for
+    the 40 subjects of the study (healthy saturable model, its IIV, seed --seed):
+    (a) the fitting kernel (Dormand-Prince with forward sensitivities,
+    ``pkpd.saturable.conc_sensitivities``); (b) concentrations only, same kernel.
+    """
+    import numpy as np
+
+    from pkpd.drugs import hetrombopag
+    from pkpd.pd import gauss_legendre
+    from pkpd.popfit.platelets import NODES
+    from pkpd.saturable import conc_sensitivities
+
+    n = len(DOSES_MG) * PER_GROUP
+    model = hetrombopag.model("healthy", pk="saturable")
+    params = model.sample_parameters(n, seed=args.seed)
+    doses = np.repeat(DOSES_MG, PER_GROUP)
+    z, _ = gauss_legendre(NODES)
+    days = PLT_DAYS[-1]
+    times = np.sort(np.concatenate([(24.0 * np.arange(days)[:, None] + 24.0 * z[None, :]).ravel(), PK_TIMES_H]))
+    dose_times = 24.0 * np.arange(DOSING_DAYS)
+    conc = np.empty(times.size)
+    cost = {}
+    for label, n_sens in (("(a) fitting kernel, conc + 5 sensitivities", 5), ("(b) same kernel, conc only", 0)):
+        sens = np.empty((times.size, n_sens))
+        row = lambda i: [params[k].iloc[i] for k in ("ka", "cl", "v", "vmax", "km")]  # noqa: E731
+        conc_sensitivities(*row(0), dose_times, np.full(DOSING_DAYS, doses[0]), times, conc, sens)  # compile/load
+        t0 = time.perf_counter()
+        for i in range(n):
+            conc_sensitivities(*row(i), dose_times, np.full(DOSING_DAYS, doses[i]), times, conc, sens)
+        cost[label] = (time.perf_counter() - t0) / n
+    gradients = args.chains * (args.draws + args.tune) * args.leapfrog / 2  # per core, 2 cores
+    budget_ms = (120.0 - args.compile_s) / gradients * 1e3
+    print(f"[saturable] {n} subjects, {times.size} concentration times each ({days} days x {NODES} nodes + "
+          f"{len(PK_TIMES_H)} samples), {DOSING_DAYS} daily doses; one core:")
+    for label, c in cost.items():
+        print(f"[saturable]   {label:44s}: {c * 1e6:8.0f} us per subject, {c * n * 1e3:7.2f} ms per gradient")
+    print(f"[saturable] budget of the 120 s target: ({120:g} s - {args.compile_s:g} s compile) / "
+          f"({args.chains} x {args.draws + args.tune} x {args.leapfrog:g} leapfrog steps / 2 cores) = "
+          f"{budget_ms:.2f} ms per gradient for everything (the linear model uses ~0.33 ms of it)")
+    worst = cost["(a) fitting kernel, conc + 5 sensitivities"] * n
+    print(f"[saturable] (a) alone is {worst * 1e3 / budget_ms:.0f}x the budget: the fit would sample for "
+          f"~{worst * gradients / 3600:.1f} h on 2 cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("both", "cold", "warm"), default="warm")
@@ -190,6 +245,12 @@ def main() -> None:
     parser.add_argument("--mass-matrix", choices=("diag", "low_rank", "both"), default="diag",
                         help="nutpie's mass-matrix adaptation (pkpd.fit(mass_matrix=...)); both: each in turn")
     parser.add_argument("--profile", action="store_true", help="only time the log-density gradient (Op vs baseline)")
+    parser.add_argument("--saturable-cost", action="store_true",
+                        help="only time what the dose-dependent PK would add to one gradient, against the budget")
+    parser.add_argument("--leapfrog", type=float, default=57.0,
+                        help="leapfrog steps per draw for --saturable-cost (the linear fit's 52-62)")
+    parser.add_argument("--compile-s", type=float, default=25.0,
+                        help="compile and import time for --saturable-cost (the linear fit's cold ~25 s)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -197,6 +258,9 @@ def main() -> None:
         return
     if args.profile:
         profile(args)
+        return
+    if args.saturable_cost:
+        saturable_cost(args)
         return
 
     print(machine_line())

@@ -37,8 +37,9 @@ def dgemm_flops_per_s(n: int = 2048, repeats: int = 3) -> float:
     return 2.0 * n**3 / best
 
 
-def step_flops(n_chain: int, m: int, n_pk: int, sweeps: int, hill_whole: bool) -> int:
-    """Flops of one OP_STEP of the platelet kernel for one subject (linear PK)."""
+def step_flops(n_chain: int, m: int, n_pk: int, sweeps: float, hill_whole: bool) -> float:
+    """Flops of one OP_STEP of the platelet kernel for one subject (linear PK);
+    ``sweeps``: the fixed-point sweeps the step took (feedback on; 0 when off)."""
     conc = m * 2 * n_pk                     # node concentrations from the PK amounts
     effect = m * (4 if hill_whole else 5)   # Emax: a division, an add, a multiply (+ pow)
     inputs = 2 + m * 2                      # production exp, input = production (1 + E)
@@ -47,7 +48,7 @@ def step_flops(n_chain: int, m: int, n_pk: int, sweeps: int, hill_whole: bool) -
     pk = n_pk * n_pk * 2                    # PK amounts to the step's end
     feedback = 0
     if sweeps:
-        feedback = m * n_chain * 2 + m * 3 + sweeps * m * (m * 2 + 3)
+        feedback = m * n_chain * 2 + m * 3 + sweeps * m * (m * 2 + 4)
     return conc + effect + inputs + error + chain + pk + feedback
 
 
@@ -65,11 +66,15 @@ def kernel_flops(work) -> float:
         n_subjects, n_chain = a["x"].shape
         m, n_pk = a["pk_nodes"].shape[2], a["a_pk"].shape[1]
         hill_whole = bool((a["hill"] == np.round(a["hill"])).all())
-        per_subject = (int((ops == pd_module.OP_STEP).sum()) * step_flops(n_chain, m, n_pk, int(a["sweeps"]), hill_whole)
+        out = kernel(*args)
+        steps = int((ops == pd_module.OP_STEP).sum())
+        # the sweeps the kernel took (it stops each step's sweeps once they converge), per step
+        sweeps = a["sweeps_done"].sum() / (n_subjects * steps) if a["sweeps"] and steps else 0.0
+        per_subject = (steps * step_flops(n_chain, m, n_pk, sweeps, hill_whole)
                        + int((ops == pd_module.OP_DENSE).sum()) * 2 * (n_chain + m + n_pk)
                        + int((ops == pd_module.OP_DOSE).sum()))
         total[0] += n_subjects * per_subject
-        return kernel(*args)
+        return out
 
     pd_module._run_plan = record
     try:

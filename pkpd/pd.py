@@ -62,7 +62,12 @@ dosing (``tests/test_pd.py``).  Outside the range the parameters are refused.
 
 With feedback (gamma > 0) ``u`` depends on PLT: the step is solved as
 exponential collocation, iterating the node values of PLT to a fixed point
-(a contraction: PLT reacts to P1 only through the n-compartment delay).
+(a contraction: PLT reacts to P1 only through the n-compartment delay) by
+Jacobi sweeps, every node from the last sweep's values, until no node moves
+by more than ``FEEDBACK_CONVERGED``; a step that does not converge within
+``FEEDBACK_SWEEPS`` fails its error estimate and is run again with half the
+step.  (Gauss-Seidel would need fewer sweeps, but each node would wait for
+the one before it: a serial chain that costs more than the extra sweeps.)
 
 All kernels are vectorised over subjects: arrays of shape (n_subjects,) in,
 no per-subject Python loop.
@@ -88,9 +93,14 @@ from .response import PDModel, run_inputs
 #: Gauss-Legendre nodes per step and the longest step (h) of the default solver.
 DEFAULT_NODES = 12
 DEFAULT_MAX_STEP_H = 24.0
-#: Fixed-point sweeps per step when gamma > 0 (each contracts the node error by
-#: roughly gamma * (ktr h)^n / n!, far below 1e-3 for the published ranges).
-FEEDBACK_SWEEPS = 4
+#: Most fixed-point sweeps per step when gamma > 0 (each contracts the node
+#: error by roughly gamma * (ktr h)^n / n!, far below 1e-3 for the published
+#: ranges, so a step usually converges in 4-6); a step still moving after
+#: them fails its error estimate and the subject is run again with half the step.
+FEEDBACK_SWEEPS = 30
+#: A step's sweeps stop once no node's platelets moved by more than this share
+#: in the last sweep (the state's error is then about that times the contraction).
+FEEDBACK_CONVERGED = 1e-14
 #: In a sweep, a node whose platelets moved by a share |r| below this since the
 #: last evaluation updates its feedback (plt0/plt)^gamma by the series of
 #: (1 + r)^-gamma to r^5 instead of a pow call: the truncation is below
@@ -364,7 +374,7 @@ def _matvec(tables, k, s, v, out):
 def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
               step_h, first, mapped, top, decay_power, scale, central, into, ktr, kin, emax, ec50, hill, gamma, plt0, sweeps,
               a_pk, x, conc_out, plt_out, err_first, err_rest, given, step_no, path, seg,
-              dense_x, dense_w, dense_pk, dense_of):
+              dense_x, dense_w, dense_pk, dense_of, sweeps_done):
     """Execute a plan of DOSE / STEP / REPORT operations for every subject.
 
     State (a_pk: PK amounts, mg, doses into compartment ``into``; x: P1..Pn, PLT) is
@@ -404,6 +414,9 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
     ``dense_pk`` (D, S, n_pk) the concentration at tau from the PK amounts
     at the step's start (linear PK only).  A report then costs N + m + n_pk
     multiply-adds instead of a step of its own.
+
+    ``sweeps_done`` (S,) counts each subject's fixed-point sweeps (feedback
+    on): at most ``sweeps`` per step, fewer once the node values converged.
     """
     S = a_pk.shape[0]
     m = pk_nodes.shape[2]
@@ -416,6 +429,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
         fed = np.empty(m)
         free = np.empty(m)
         level, factor = np.empty(m), np.empty(m)  # node platelets and (plt0/plt)^gamma at their last update
+        node = np.empty(m)  # node platelets of the current sweep
         # (1 + r)^-gamma = 1 + b1 r + ... + b5 r^5 + O(r^6), b_k = binom(-gamma, k)
         b1 = -gamma[s]
         b2 = b1 * (b1 - 1.0) / 2.0
@@ -476,12 +490,13 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                         e = emax[s] / (1.0 + (ec50[s] / c) ** hill[s])
                     u[j] = production * (1.0 + e)
                 if feedback and gamma[s] > 0.0:
-                    # Gauss-Seidel sweeps on the node platelets; the fed-back input
-                    # u (plt0/plt)^gamma is updated once per node and sweep.  The start
-                    # (the step's first count) takes one pow; later updates, where the
-                    # node moved by a share r < FEEDBACK_SERIES_BELOW, multiply the last
-                    # factor by the series of (1 + r)^-gamma: after the first sweep
-                    # nearly every update is a few multiply-adds, not a pow.
+                    # Jacobi sweeps on the node platelets: each sweep computes every node
+                    # from the previous sweep's inputs, so the m node sums are independent
+                    # (no serial chain from node to node, as Gauss-Seidel has), then
+                    # updates the fed-back input u (plt0/plt)^gamma once per node.  The
+                    # start (the step's first count) takes one pow; later updates, where
+                    # the node moved by a share r < FEEDBACK_SERIES_BELOW, multiply the last
+                    # factor by the series of (1 + r)^-gamma: a few multiply-adds, not a pow.
                     pn, wn = phi_nodes[a, cr], w_nodes[a, cr]
                     g = gamma[s]
                     start = (plt0[s] / xs[big_n - 1]) ** g
@@ -493,18 +508,29 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                         level[j] = xs[big_n - 1]
                         factor[j] = start
                         fed[j] = u[j] * start
+                    moving = True
                     for _ in range(sweeps):
                         for j in range(m):
                             acc = free[j]
                             for i in range(m):
                                 acc += wn[j, i] * fed[i]
-                            r = (acc - level[j]) / level[j]
+                            node[j] = acc
+                        worst = 0.0
+                        for j in range(m):
+                            r = (node[j] - level[j]) / level[j]
+                            worst = max(worst, abs(r))
                             if abs(r) < FEEDBACK_SERIES_BELOW:
                                 factor[j] *= 1.0 + r * (b1 + r * (b2 + r * (b3 + r * (b4 + r * b5))))
                             else:
-                                factor[j] = (plt0[s] / acc) ** g
-                            level[j] = acc
+                                factor[j] = (plt0[s] / node[j]) ** g
+                            level[j] = node[j]
                             fed[j] = u[j] * factor[j]
+                        sweeps_done[s] += 1
+                        if worst < FEEDBACK_CONVERGED:
+                            moving = False
+                            break
+                    if moving:
+                        err_rest[s] = np.inf  # not converged: rerun with half the step
                     for j in range(m):
                         u[j] = fed[j]
                 # Coefficients m-1..m-4: e1 = |a_{m-1}| + |a_{m-2}|, e0 = |a_{m-3}| + |a_{m-4}|.
@@ -877,7 +903,7 @@ class TransitSolver:
             self._scale, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT, p.ktr, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
             FEEDBACK_SWEEPS if self._feedback else 0,
             state["a"], state["x"], conc, plt, err_first, err_rest, given, step_no, path, seg,
-            dense["x"], dense["w"], dense["pk"], dense_of,
+            dense["x"], dense["w"], dense["pk"], dense_of, np.zeros(S, np.int64),
         )
         state["a"] = a_end
         state["t"] = max(t, t0)

@@ -166,6 +166,24 @@ def test_parameters_outside_validated_range_are_refused(field, value):
         hetrombopag.model("healthy", **{field: value})
 
 
+def test_feedback_sweeps_that_do_not_converge_are_refined_or_reported(monkeypatch):
+    """A step whose fixed-point sweeps have not converged fails its error
+    estimate: with a cap of 3 sweeps per step the subject is rerun with shorter
+    steps (fewer sweeps needed there) and still meets the reference; with one
+    sweep, which never converges, the solver warns instead of returning it silently."""
+    import pkpd.pd as pd_module
+
+    p = typical("itp", gamma=0.5)
+    reg, times = Regimen.daily(5.0, 14), np.arange(0, 15) * 24.0
+    _, plt_ref = platelets_ode(p, reg.times, reg.amounts, times, rtol=1e-12, atol=1e-12 * p["plt0"], graded=40)
+    monkeypatch.setattr(pd_module, "FEEDBACK_SWEEPS", 3)
+    _, plt = ours(p, reg, times)
+    assert np.max(np.abs(plt / plt_ref - 1)) < ACCURACY
+    monkeypatch.setattr(pd_module, "FEEDBACK_SWEEPS", 1)
+    with pytest.warns(RuntimeWarning, match="stays above the tolerance"):
+        ours(p, reg, times)
+
+
 @pytest.mark.parametrize("gamma", [0.0, 0.4])
 def test_no_drug_stays_at_baseline(gamma):
     p = typical("itp", gamma=gamma)

@@ -651,7 +651,6 @@ class TransitSolver:
         # fast subject does not shorten every subject's steps.
         own = np.minimum(self.max_step_h, MAX_CHAIN_NORM / np.maximum(2 * self.pd.ktr, self.pd.ktr + self.pd.kdeg))
         levels = np.maximum(np.ceil(np.log2(self.max_step_h / own) - 1e-9), 0.0)
-        self._groups = [np.flatnonzero(levels == g) for g in np.unique(levels)] if np.ptp(levels) > 0 else None
         self._group_solvers = []
         self._requested_step_h = self.max_step_h
         self.max_step_h = float(own.min())
@@ -662,6 +661,7 @@ class TransitSolver:
             self.graded_levels = GRADED_LEVELS if (self.pd.hill != np.round(self.pd.hill)).any() else 0
         self._ka_max = float(self.pk_params[self.pk.ABSORPTION].max())
         self._scale = np.ascontiguousarray(self.pk.conc_scale(self.pk_params))
+        self._groups, self._group_settings = self._grouping(levels, own)
         if self.fluctuation is not None and not isinstance(self.fluctuation, Fluctuation):
             raise PKPDInputError(f"fluctuation must be a pkpd.Fluctuation or None; got {type(self.fluctuation).__name__}.")
         if self.output_dtype not in ("float64", "float32"):
@@ -672,6 +672,37 @@ class TransitSolver:
                              (self.rng is not None or self._path is not None))
         if self._path is None:
             self._path = np.zeros((S, 0))
+
+    def _grouping(self, levels, own) -> tuple[list | None, list]:
+        """Subjects that run as solvers of their own (None: all run together),
+        and each group's settings.
+
+        Groups are the halvings of the longest step that the subjects' chains
+        allow (``levels``, see ``__post_init__``) and, within each, the fast
+        eliminators: subjects whose elimination over a mapped first step
+        after a dose exceeds CL/V h = 3 (its central decay below
+        MAP_MIN_DECAY) always fail that step's check and would be run again
+        unmapped with graded steps (:meth:`_refine`); they run that way from
+        the start, once instead of twice.  Steps shorter than a group's longest
+        (doses closer together) only make such a subject refine more than needed.
+        """
+        fast = np.zeros(levels.size, bool)
+        if self.map_first_steps and self.refinements == 0:
+            steps = {g: own[levels == g].min() for g in np.unique(levels)}
+            for g, h in steps.items():
+                if self._ka_max * h > MAP_MIN_KA_H:
+                    decay = self.pk.propagators(self.pk_params, np.array([h]))[:, 0, self.pk.CENTRAL, self.pk.CENTRAL]
+                    fast |= (levels == g) & (decay < MAP_MIN_DECAY)
+        refined = dict(map_first_steps=False, graded_levels=max(2 * self.graded_levels, GRADED_LEVELS),
+                       grade_every_dose=True, refinements=self.refinements + 1)
+        keys = 2 * levels + fast
+        if np.ptp(keys) == 0:
+            if fast.any():  # every subject is a fast eliminator: this solver runs refined itself
+                for name, value in refined.items():
+                    setattr(self, name, value)
+            return None, []
+        groups = [np.flatnonzero(keys == k) for k in np.unique(keys)]
+        return groups, [refined if fast[idx[0]] else {} for idx in groups]
 
     def initial_state(self) -> dict:
         """Drug-free state at t = 0: no drug in any PK compartment, platelets at baseline."""
@@ -914,15 +945,16 @@ class TransitSolver:
         return conc, plt, state
 
     def _run_groups(self, dose_times, amounts, times, state):
-        """:meth:`run` for each group of subjects whose chains allow the same
-        longest step, each a solver of its own, kept for later runs (its
-        propagators are reused visit by visit)."""
+        """:meth:`run` for each group of subjects (:meth:`_grouping`), each a
+        solver of its own, kept for later runs (its propagators are reused
+        visit by visit)."""
         S = self.pd.n_subjects
         if self._fluctuating:  # the whole path first, from this solver's stream, as one run would draw it
             end = max(float(times[-1]) if times.size else 0.0, float(dose_times[-1]) if dose_times.size else 0.0)
             self._fluctuation_path(int(np.floor(end / self.fluctuation.interval_h + 1e-9)) + 2)
         if not self._group_solvers:
-            self._group_solvers = [self._subsolver(idx, max_step_h=self._requested_step_h) for idx in self._groups]
+            self._group_solvers = [self._subsolver(idx, max_step_h=self._requested_step_h, **settings)
+                                   for idx, settings in zip(self._groups, self._group_settings)]
         conc, plt = (np.empty((S, times.size), self.output_dtype) for _ in range(2))
         out = {"t": state["t"], "a": state["a"].copy(), "x": state["x"].copy()}
         for idx, group in zip(self._groups, self._group_solvers):

@@ -6,7 +6,7 @@ by the independent simulator, read back through ``pkpd.read_nonmem``):
 28 days), 8 concentrations in the first 48 h (0.5, 1, 2, 4, 8, 12, 24, 48 h)
 and 10 platelet counts over 8 weeks (days 0, 3, 7, 10, 14, 21, 28, 35, 42, 56)
 per subject.  Fitted with nutpie (numba), 4 chains x 1000 draws after 500
-tuning (issue 5 fixes the draws, not the warm-up; nutpie 0.16's own default is 400)
+tuning (the target fixes the draws, not the warm-up; nutpie 0.16's own default is 400)
 on 2 cores, two models (``--model``):
 
 * ``full``: ``pkpd.popfit.hetrombopag_pkpd_model()`` unchanged, IIV on ka, cl,
@@ -39,7 +39,7 @@ times one log-density gradient of the joint model with the platelet likelihood
 as the compiled Op against the baseline, the same recurrence as a tensor
 expression with PyTensor's automatic gradient, and of the PK part alone.
 
-Target (issue 5): under 120 s in total with min bulk ESS >= 400 and no divergences.
+Target: under 120 s in total with min bulk ESS >= 400 and no divergences.
 
 ``--saturable-cost`` (instead of the fits) times what integrating the
 dose-dependent PK would add to one gradient of this design, against the

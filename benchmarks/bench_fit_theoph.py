@@ -15,7 +15,7 @@ cold with its own empty caches, and prints the ratio.
 
 Prints absolute times (s), cores, chains x draws, divergences, max R-hat, the
 smallest bulk ESS of the population parameters and ESS per second of sampling.
-The acceptance target (issue 5) is a whole fit, compilation included, under
+The acceptance target is a whole fit, compilation included, under
 20 s on the 2-core machine with 4 chains x 1000 draws after 1000 tuning.
 
     python benchmarks/bench_fit_theoph.py [--mode both|cold|warm] [--density both|compiled|pytensor]

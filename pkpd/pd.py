@@ -259,6 +259,10 @@ def lagrange_basis(nodes: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+#: 1/j for j < 128 (index 0 unused): the chain series' divisions as multiplications.
+_RECIPROCALS = 1.0 / np.maximum(np.arange(128.0), 1.0)
+
+
 @numba.njit(cache=True)
 def _chain_response(r, ktr, kdeg, tau):
     """PLT at ``tau`` h after a unit amount placed ``r`` compartments upstream
@@ -275,14 +279,18 @@ def _chain_response(r, ktr, kdeg, tau):
     j = 0
     while True:
         j += 1
-        term *= x / j
-        add = term * r / (r + j)
+        if r + j < _RECIPROCALS.size:  # multiplications by tabled 1/j, not divisions
+            term *= x * _RECIPROCALS[j]
+            add = term * r * _RECIPROCALS[r + j]
+        else:
+            term *= x / j
+            add = term * r / (r + j)
         total += add
         if abs(add) < 1e-18 * abs(total) and j > 2:
             break
     lead = 1.0
     for i in range(1, r + 1):
-        lead *= ktr * tau / i
+        lead *= ktr * tau * _RECIPROCALS[i]  # r <= 20 transit compartments (pkpd.checks)
     return np.exp(-kdeg * tau) * lead * total
 
 
@@ -293,7 +301,7 @@ def _impulse(n, ktr, kdeg, tau, out):
     lead = 1.0
     for i in range(n):
         out[i] = e * lead  # e^{-ktr tau} (ktr tau)^i / i!
-        lead *= ktr * tau / (i + 1)
+        lead *= ktr * tau * _RECIPROCALS[i + 1]
     out[n] = _chain_response(n, ktr, kdeg, tau)
 
 
@@ -316,6 +324,7 @@ def _propagators(ktr, kdeg, n, taus, lags, coef):
     w = np.zeros((S, T, big_n, m))
     for s in numba.prange(S):
         col = np.empty(big_n)
+        cols = np.empty((K, big_n))
         for t in range(T):
             tau = taus[t]
             _impulse(n, ktr[s], kdeg[s], tau, col)
@@ -324,11 +333,16 @@ def _propagators(ktr, kdeg, n, taus, lags, coef):
                     phi[s, t, i, j] = col[i - j]
                 phi[s, t, n, j] = _chain_response(n - j, ktr[s], kdeg[s], tau)
             phi[s, t, n, n] = np.exp(-kdeg[s] * tau)
+            # The K responses first, then each weight summed in a register (not K
+            # read-modify-writes of the 4-D w), over k in the same order.
             for k in range(K):
-                _impulse(n, ktr[s], kdeg[s], lags[t, k], col)
+                _impulse(n, ktr[s], kdeg[s], lags[t, k], cols[k])
+            for i in range(big_n):
                 for j in range(m):
-                    for i in range(big_n):
-                        w[s, t, i, j] += coef[t, k, j] * col[i]
+                    acc = 0.0
+                    for k in range(K):
+                        acc += coef[t, k, j] * cols[k, i]
+                    w[s, t, i, j] = acc
     return phi, w
 
 

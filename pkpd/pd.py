@@ -75,6 +75,7 @@ no per-subject Python loop.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import warnings
@@ -437,6 +438,8 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
     n_pk = a_pk.shape[1]
     big_n = x.shape[1]
     feedback = sweeps > 0
+    whole_power = int(decay_power)
+    half_power = decay_power != whole_power
     for s in numba.prange(S):
         u = np.empty(m)
         new = np.empty(big_n)
@@ -561,7 +564,11 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
                 # No extrapolation on the first graded piece: at a branch point
                 # (E ~ t^hill) the coefficients decay algebraically, not geometrically.
                 decay = 1.0 if (e1 >= e0 or first[a] == 2) else e1 / e0
-                est = e1 * decay ** decay_power * ktr[s] / kin[s]  # relative error per hour of step
+                # decay^decay_power, decay_power = (m + 1) / 2: squarings and a square root, not a pow
+                damp = np.sqrt(decay) if half_power else 1.0
+                for _ in range(whole_power):
+                    damp *= decay
+                est = e1 * damp * ktr[s] / kin[s]  # relative error per hour of step
                 if first[a]:  # once per dose: its error, not its rate, counts
                     if mapped[a] and pk_end[a, s, central, central] < MAP_MIN_DECAY:
                         est = np.inf  # the map stretches a fast elimination: rerun unmapped
@@ -884,30 +891,38 @@ class TransitSolver:
             at = np.clip(np.searchsorted(bounds, events), 1, bounds.size - 1) if bounds.size > 1 else np.zeros(events.size, int)
             near = np.minimum(np.abs(events - bounds[at]), np.abs(events - bounds[np.maximum(at - 1, 0)]))
             events = events[near <= 1e-9]
-        for event in events:
+        # Plain lists and bisect: the plan is built in Python, one event at a time.
+        report_at, dose_at = times.tolist(), dose_times.tolist()
+
+        def within(values, lo, hi):  # indices of the sorted values in [lo, hi]
+            return range(bisect.bisect_left(values, lo), bisect.bisect_right(values, hi))
+
+        keys = {}
+        for event in events.tolist():
             begin = t
             steps = self._steps(event - t, dosed, into_empty)
             for k, (h, after_dose, first) in enumerate(steps):
-                key = self._step_key(h, after_dose, first)
+                key = keys.get((h, after_dose, first))
+                if key is None:
+                    key = keys[h, after_dose, first] = self._step_key(h, after_dose, first)
                 ops.append(OP_STEP)
                 args.append(key)
                 seg.append(int(np.floor(begin / interval + 1e-9)) if self._fluctuating else 0)
                 end = begin + h
                 # reports inside this step, and at its end unless the event below reports them
-                inside = np.flatnonzero((times > begin + 1e-9) & (times < end - 1e-9))
-                for i in inside:
+                for i in range(bisect.bisect_right(report_at, begin + 1e-9), bisect.bisect_left(report_at, end - 1e-9)):
                     ops.append(OP_DENSE)
-                    args.append((i, self._dense_key(key, times[i] - begin)))
+                    args.append((i, self._dense_key(key, report_at[i] - begin)))
                     seg.append(0)
                 if k < len(steps) - 1:
-                    for i in np.flatnonzero(np.abs(times - end) <= 1e-9):
+                    for i in within(report_at, end - 1e-9, end + 1e-9):
                         ops.append(OP_REPORT)
                         args.append(i)
                         seg.append(0)
                 begin = end
             t = max(t, event)
             dosed = into_empty = False
-            for j in np.flatnonzero(np.abs(dose_times - event) <= 1e-9):
+            for j in within(dose_at, event - 1e-9, event + 1e-9):
                 ops.append(OP_DOSE)
                 args.append(j)
                 seg.append(0)
@@ -915,7 +930,7 @@ class TransitSolver:
                 dosed = dosed or bool(given.any())
                 into_empty = into_empty or bool((given & empty).any())
                 empty &= ~given
-            for i in np.flatnonzero(np.abs(times - event) <= 1e-9):
+            for i in within(report_at, event - 1e-9, event + 1e-9):
                 ops.append(OP_REPORT)
                 args.append(i)
                 seg.append(0)

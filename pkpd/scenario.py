@@ -306,6 +306,11 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: dict, path: Path | None = None) -> "Scenario":
         """Build from the parsed TOML (see the module docs for the layout)."""
+        if "problem" in data and "scenario" not in data:
+            raise PKPDInputError(
+                "this is a calibration problem file ([problem] table), not a scenario; it is read by "
+                "pkpd.calibrate.load_problem: calibrate(**load_problem(path)) (see notebooks/03_itp_calibration.ipynb "
+                "and benchmarks/bench_calibrate.py).")
         for key in data:
             if key not in _TOP:
                 close = difflib.get_close_matches(key, _TOP, n=1)

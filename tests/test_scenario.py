@@ -161,6 +161,12 @@ def test_cli_errors_exit_2_with_the_message(tmp_path, capsys):
     assert "valid (3 arms, 424 patients per trial)" in capsys.readouterr().out
 
 
+def test_calibration_problem_file_run_as_a_scenario_points_at_load_problem(capsys):
+    assert main(["run", str(ROOT / "scenarios" / "itp_calibration.toml"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "calibration problem file" in err and "load_problem" in err
+
+
 def test_cli_subprocess_runs_prints_and_does_not_import_fitting_stack(tmp_path):
     """``pkpd run`` in a fresh interpreter: table beside the published numbers,
     output path printed, progress bar on stderr, no pymc/pytensor/arviz loaded."""

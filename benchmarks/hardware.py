@@ -63,13 +63,14 @@ def kernel_flops(work) -> float:
     def record(*args):
         a = dict(zip(names, args))
         ops = np.asarray(a["ops"])
-        n_subjects, n_chain = a["x"].shape
+        n_chain = a["x"].shape[1]
+        n_subjects = a["x"].shape[0] - int(np.count_nonzero(a["skip"]))  # skipped subjects run in another call
         m, n_pk = a["pk_nodes"].shape[2], a["a_pk"].shape[1]
         hill_whole = bool((a["hill"] == np.round(a["hill"])).all())
         out = kernel(*args)
         steps = int((ops == pd_module.OP_STEP).sum())
         # the sweeps the kernel took (it stops each step's sweeps once they converge), per step
-        sweeps = a["sweeps_done"].sum() / (n_subjects * steps) if a["sweeps"] and steps else 0.0
+        sweeps = a["sweeps_done"].sum() / (n_subjects * steps) if a["sweeps"] and steps and n_subjects else 0.0
         per_subject = (steps * step_flops(n_chain, m, n_pk, sweeps, hill_whole)
                        + int((ops == pd_module.OP_DENSE).sum()) * 2 * (n_chain + m + n_pk)
                        + int((ops == pd_module.OP_DOSE).sum()))

@@ -389,7 +389,7 @@ def _matvec(tables, k, s, v, out):
 def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
               step_h, first, mapped, top, decay_power, scale, central, into, ktr, kin, emax, ec50, hill, gamma, plt0, sweeps,
               a_pk, x, conc_out, plt_out, err_first, err_rest, given, step_no, path, seg,
-              dense_x, dense_w, dense_pk, dense_of, sweeps_done):
+              dense_x, dense_w, dense_pk, dense_of, sweeps_done, skip):
     """Execute a plan of DOSE / STEP / REPORT operations for every subject.
 
     State (a_pk: PK amounts, mg, doses into compartment ``into``; x: P1..Pn, PLT) is
@@ -432,6 +432,8 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
 
     ``sweeps_done`` (S,) counts each subject's fixed-point sweeps (feedback
     on): at most ``sweeps`` per step, fewer once the node values converged.
+    Subjects with ``skip[s]`` are left as they are (their state unchanged,
+    their outputs unwritten): the solver runs them elsewhere.
     """
     S = a_pk.shape[0]
     m = pk_nodes.shape[2]
@@ -464,7 +466,7 @@ def _run_plan(ops, args, amounts, phi, w, phi_nodes, w_nodes, pk_nodes, pk_end,
         # chain tables of one row: every subject has the same chain rates (shared propagators)
         cr = np.int64(s) if phi.shape[1] > 1 else np.int64(0)
         c_now = amt[central] * scale[s]
-        for o in range(ops.size):
+        for o in range(0 if skip[s] else ops.size):  # a skipped subject writes back its state unchanged
             op, a = ops[o], args[o]
             if op == OP_DOSE:
                 amt[into] += amounts[0, a] if same_doses else amounts[s, a]
@@ -682,7 +684,8 @@ class TransitSolver:
             self.graded_levels = GRADED_LEVELS if (self.pd.hill != np.round(self.pd.hill)).any() else 0
         self._ka_max = float(self.pk_params[self.pk.ABSORPTION].max())
         self._scale = np.ascontiguousarray(self.pk.conc_scale(self.pk_params))
-        self._groups, self._group_settings = self._grouping(levels, own)
+        self._groups = [np.flatnonzero(levels == g) for g in np.unique(levels)] if np.ptp(levels) > 0 else None
+        self._fast = self._fast_eliminators(levels, own)
         if self.fluctuation is not None and not isinstance(self.fluctuation, Fluctuation):
             raise PKPDInputError(f"fluctuation must be a pkpd.Fluctuation or None; got {type(self.fluctuation).__name__}.")
         if self.output_dtype not in ("float64", "float32"):
@@ -694,36 +697,24 @@ class TransitSolver:
         if self._path is None:
             self._path = np.zeros((S, 0))
 
-    def _grouping(self, levels, own) -> tuple[list | None, list]:
-        """Subjects that run as solvers of their own (None: all run together),
-        and each group's settings.
+    def _fast_eliminators(self, levels, own) -> np.ndarray:
+        """Subjects (bool, (S,)) whose elimination over a mapped first step
+        after a dose exceeds CL/V h = 3 (central decay below MAP_MIN_DECAY).
 
-        Groups are the halvings of the longest step that the subjects' chains
-        allow (``levels``, see ``__post_init__``) and, within each, the fast
-        eliminators: subjects whose elimination over a mapped first step
-        after a dose exceeds CL/V h = 3 (its central decay below
-        MAP_MIN_DECAY) always fail that step's check and would be run again
-        unmapped with graded steps (:meth:`_refine`); they run that way from
-        the start, once instead of twice.  Steps shorter than a group's longest
-        (doses closer together) only make such a subject refine more than needed.
+        Their mapped step always fails its check and they are run again
+        unmapped with graded steps (:meth:`_refine`), so the kernel skips them
+        and they go to that rerun at once: one pass instead of two, the same
+        numbers.  Steps shorter than the longest (doses closer together) only
+        make such a subject refine more than it needs.
         """
         fast = np.zeros(levels.size, bool)
         if self.map_first_steps and self.refinements == 0:
-            steps = {g: own[levels == g].min() for g in np.unique(levels)}
-            for g, h in steps.items():
+            for g in np.unique(levels):
+                h = own[levels == g].min()  # the longest step of the subjects' group (see _run_groups)
                 if self._ka_max * h > MAP_MIN_KA_H:
                     decay = self.pk.propagators(self.pk_params, np.array([h]))[:, 0, self.pk.CENTRAL, self.pk.CENTRAL]
                     fast |= (levels == g) & (decay < MAP_MIN_DECAY)
-        refined = dict(map_first_steps=False, graded_levels=max(2 * self.graded_levels, GRADED_LEVELS),
-                       grade_every_dose=True, refinements=self.refinements + 1)
-        keys = 2 * levels + fast
-        if np.ptp(keys) == 0:
-            if fast.any():  # every subject is a fast eliminator: this solver runs refined itself
-                for name, value in refined.items():
-                    setattr(self, name, value)
-            return None, []
-        groups = [np.flatnonzero(keys == k) for k in np.unique(keys)]
-        return groups, [refined if fast[idx[0]] else {} for idx in groups]
+        return fast
 
     def initial_state(self) -> dict:
         """Drug-free state at t = 0: no drug in any PK compartment, platelets at baseline."""
@@ -963,27 +954,26 @@ class TransitSolver:
             self._scale, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT, p.ktr, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
             FEEDBACK_SWEEPS if self._feedback else 0,
             state["a"], state["x"], conc, plt, err_first, err_rest, given, step_no, path, seg,
-            dense["x"], dense["w"], dense["pk"], dense_of, np.zeros(S, np.int64),
+            dense["x"], dense["w"], dense["pk"], dense_of, np.zeros(S, np.int64), self._fast,
         )
         state["a"] = a_end
         state["t"] = max(t, t0)
-        self._refine(err_first > self.tolerance, err_rest > self.tolerance / 24.0, start, state,
+        self._refine((err_first > self.tolerance) | self._fast, err_rest > self.tolerance / 24.0, start, state,
                      dose_times, amounts, times, conc, plt)
         if self.output_dtype != "float64":
             conc, plt = conc.astype(self.output_dtype), plt.astype(self.output_dtype)
         return conc, plt, state
 
     def _run_groups(self, dose_times, amounts, times, state):
-        """:meth:`run` for each group of subjects (:meth:`_grouping`), each a
-        solver of its own, kept for later runs (its propagators are reused
-        visit by visit)."""
+        """:meth:`run` for each group of subjects whose chains allow the same
+        longest step, each a solver of its own, kept for later runs (its
+        propagators are reused visit by visit)."""
         S = self.pd.n_subjects
         if self._fluctuating:  # the whole path first, from this solver's stream, as one run would draw it
             end = max(float(times[-1]) if times.size else 0.0, float(dose_times[-1]) if dose_times.size else 0.0)
             self._fluctuation_path(int(np.floor(end / self.fluctuation.interval_h + 1e-9)) + 2)
         if not self._group_solvers:
-            self._group_solvers = [self._subsolver(idx, max_step_h=self._requested_step_h, **settings)
-                                   for idx, settings in zip(self._groups, self._group_settings)]
+            self._group_solvers = [self._subsolver(idx, max_step_h=self._requested_step_h) for idx in self._groups]
         conc, plt = (np.empty((S, times.size), self.output_dtype) for _ in range(2))
         out = {"t": state["t"], "a": state["a"].copy(), "x": state["x"].copy()}
         for idx, group in zip(self._groups, self._group_solvers):
@@ -1053,7 +1043,7 @@ class TransitSolver:
                     idx, max_step_h=self.max_step_h / 2 if finer_rest else self.max_step_h,
                     graded_levels=max(2 * self.graded_levels, GRADED_LEVELS) if finer_first else self.graded_levels,
                     grade_every_dose=self.grade_every_dose or finer_first, refinements=self.refinements + 1,
-                    map_first_steps=False, keep_tables=True, _path=self._path[idx])
+                    map_first_steps=False, keep_tables=True)
                 # Steps the finer solver shares with this one: slice their tables, which
                 # keeps their layout (shared chain rows, node tables), so the finer solver keeps it too.
                 self._finer[key]._shared_chain, self._finer[key]._feedback = self._shared_chain, self._feedback
@@ -1063,7 +1053,8 @@ class TransitSolver:
                     for kind, tables in self._cache.items()
                     if not kind[1]
                 )
-            self._finer[key]._path = self._path[idx]  # this run's path, drawn by this solver
+            if self._fluctuating:  # this run's path, drawn by this solver (none: no fluctuation, or no rng)
+                self._finer[key]._path = self._path[idx]
             self._run_subset(self._finer[key], idx, dose_times, amounts, times, start, conc, plt, state)
 
     def _fluctuation_path(self, n_intervals: int) -> np.ndarray:

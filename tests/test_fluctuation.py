@@ -106,6 +106,19 @@ def test_seeded_reproducible_and_independent_of_how_runs_are_split():
     assert np.abs(other - whole).max() > 1
 
 
+def test_without_rng_the_course_is_the_typical_one_also_for_refined_subjects():
+    """No rng: no fluctuation, for every subject, those the solver runs again
+    with finer steps (fast eliminators) included: the counts equal those of
+    the same model with a fluctuation of size 0, and none is NaN."""
+    params = itp(sd=0.6).sample_parameters(2000, seed=4)
+    assert (params.cl / params.v * 24 > 3).sum() > 50  # fast eliminators, which the solver refines
+    for _ in range(3):  # reading past the (empty) path was not always visible
+        _, plt, _ = itp(sd=0.6).solver(params).run(DOSE_TIMES, np.full(DAYS, 5.0), TIMES)
+        _, typical, _ = itp(sd=0.0).solver(params).run(DOSE_TIMES, np.full(DAYS, 5.0), TIMES)
+        assert not np.isnan(plt).any()
+        np.testing.assert_array_equal(plt, typical)
+
+
 def test_fluctuation_moves_placebo_counts_and_is_off_without_rng():
     model = itp(sd=0.6)
     params = model.sample_parameters(2000, seed=4)

@@ -264,6 +264,19 @@ def lagrange_basis(nodes: np.ndarray, points: np.ndarray) -> np.ndarray:
 _RECIPROCALS = 1.0 / np.maximum(np.arange(128.0), 1.0)
 
 
+@functools.lru_cache(maxsize=256)
+def _basis_at(nodes: int, ends: tuple) -> np.ndarray:
+    """The Lagrange polynomials on the ``nodes`` Gauss nodes at the quadrature
+    points ``ends[t] * z_k`` (z: the Gauss rule of nodes + QUADRATURE_EXTRA
+    points), shape (T, K, m): the same for every step of these ends, whatever its
+    length and time map, so computed once (read-only)."""
+    c = gauss_legendre(nodes)[0]
+    qz = gauss_legendre(nodes + QUADRATURE_EXTRA)[0]
+    out = lagrange_basis(c, np.asarray(ends)[:, None] * qz[None, :])
+    out.flags.writeable = False
+    return out
+
+
 @numba.njit(cache=True)
 def _chain_response(r, ktr, kdeg, tau):
     """PLT at ``tau`` h after a unit amount placed ``r`` compartments upstream
@@ -761,7 +774,7 @@ class TransitSolver:
         sig = ends[:, None] * qz[None, :]  # quadrature points in sigma, (T, K)
         taus = h * phi(ends)
         lags = taus[:, None] - h * phi(sig)
-        coef = (ends[:, None] * qw[None, :] * h * dphi(sig))[..., None] * lagrange_basis(c, sig)
+        coef = (ends[:, None] * qw[None, :] * h * dphi(sig))[..., None] * _basis_at(c.size, tuple(ends.tolist()))
         return taus, lags, coef
 
     def _dense_key(self, step_key: tuple, offset_h: float) -> tuple:

@@ -46,7 +46,9 @@ another did (fast elimination through EC50 is a switch of width
 1/(hill CL/V)).  Reruns do not map their nodes: on mapped steps the
 estimate is unreliable (it overstates most errors by 10-10^7, so it is
 divided by MAPPED_OVERESTIMATE, and misses those of fast elimination), so a
-subject with CL/V * h > 3 on a mapped step is always rerun.  Only those
+subject with CL/V * h > 3 on a mapped step is never trusted with it: the
+first pass skips such subjects (they are known from their parameters) and
+they run unmapped, with graded steps after every dose, at once.  Only those
 subjects pay for it: the typical subjects of the default models need no
 refinement, about 5% of the default healthy population (its CL/V tail) do.
 
@@ -134,7 +136,7 @@ MAPPED_OVERESTIMATE = 1e5
 #: Mapped steps are trusted only while CL/V * h <= 3 (e^{-k h} >= MAP_MIN_DECAY):
 #: beyond, the map stretches the elimination at the step's end and the error
 #: estimate misses errors of up to 3e-5 (measured in the tail of the default
-#: healthy population, CL/V ~0.3 /h); such subjects are run again unmapped.
+#: healthy population, CL/V ~0.3 /h); such subjects run unmapped (see _fast_eliminators).
 MAP_MIN_DECAY = float(np.exp(-3.0))
 #: Subjects per block of a run with ``keep_tables=False``: each block builds
 #: its propagators, runs and frees them, so that their memory (about 1 kB per

@@ -80,6 +80,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import itertools
 import warnings
 from dataclasses import dataclass, field
 
@@ -1048,8 +1049,12 @@ class TransitSolver:
                 RuntimeWarning, stacklevel=3,
             )
             return
-        for finer_first, finer_rest in ((True, False), (False, True), (True, True)):
-            idx = np.flatnonzero((bad_first == finer_first) & (bad_rest == finer_rest))
+        # The fast eliminators (always refined) apart from the rest (which vary from run to run),
+        # so that a trial's visits reuse one refined solver for them, not a new one per visit.
+        for finer_first, finer_rest, fast in itertools.product((True, False), (True, False), (True, False)):
+            if not (finer_first or finer_rest):
+                continue
+            idx = np.flatnonzero((bad_first == finer_first) & (bad_rest == finer_rest) & (self._fast == fast))
             if not idx.size:
                 continue
             key = (finer_first, finer_rest, idx.tobytes())
@@ -1086,7 +1091,10 @@ class TransitSolver:
         only when a new step length was added (visit-by-visit runs reuse them)."""
         if self._stacked is None or self._stacked[0] != len(self._cache):
             first = next(iter(self._cache.values()))
-            stacked = {name: np.stack([c[name] for c in self._cache.values()]) for name in first}
+            if len(self._cache) == 1:  # one step kind: a view with a leading axis, not a copy
+                stacked = {name: np.asarray(first[name])[None] for name in first}
+            else:
+                stacked = {name: np.stack([c[name] for c in self._cache.values()]) for name in first}
             for i, c in enumerate(self._cache.values()):  # the cache keeps views of the stack, not a second copy
                 c.update({name: stacked[name][i] for name in first})
             self._stacked = (len(self._cache), stacked)

@@ -61,13 +61,14 @@ below 1e-8 relative on random parameter sets drawn across that range,
 extremes included, ~5e-11 for the typical default subjects and below 1e-8
 across 2000 subjects of the default healthy population over 8 weeks of daily
 dosing (``tests/test_pd.py``).  Outside the range the parameters are refused.
-Known exception: a drug so potent that E is switched on before the first
-node of the first step after a dose into no drug (EC50 well below the
-concentration reached within minutes) escapes both the nodes and the error
-estimate; errors of 1e-8 to 6e-7 were measured in such subjects (5 of 5,000
-subjects of the default ITP population at 5 mg daily above 1e-8, the largest
-3.7e-8; 3 of 232 random sets across the range above 4e-7), see
-``test_potent_first_dose_meets_the_accuracy`` (expected to fail until fixed).
+A drug so potent that E is switched on before the first node of the first
+step after a dose into no drug (EC50 well below the concentration reached
+within minutes) would escape both the nodes and the error estimate (errors of
+1e-8 to 6e-7 measured before this was handled): such subjects are known from
+the dose and their PK before the run (:meth:`TransitSolver._switch_levels`) and
+are run again at once with that step graded geometrically down to a first
+piece whose first node comes before the switch, the rest of the step mapped
+as after any dose (``test_potent_first_dose_meets_the_accuracy``).
 
 With feedback (gamma > 0) ``u`` depends on PLT: the step is solved as
 exponential collocation, iterating the node values of PLT to a fixed point
@@ -150,6 +151,10 @@ MAP_MIN_DECAY = float(np.exp(-3.0))
 #: its propagators, runs and frees them, so that their memory (about 1 kB per
 #: subject and step kind) stays bounded whatever the population size.
 SUBJECT_BLOCK = 16384
+#: Most halvings of a potent first dose's first piece (max_step_h / 2^40: ~1e-10 h).
+MAX_SWITCH_LEVELS = 40
+#: The graded pieces of a potent first dose stop at h/2^(G+1), G = this; the mapped rest of the step follows.
+SWITCH_KEEP_LEVELS = 1
 #: Refinement rounds (each: graded levels doubled, at least GRADED_LEVELS, or half the step)
 #: before the solver gives up with a warning.
 MAX_REFINEMENTS = 10
@@ -679,6 +684,7 @@ class TransitSolver:
     _dense: dict = field(default_factory=dict, repr=False)
     _dense_stacked: tuple | None = field(default=None, repr=False)
     _finer: dict = field(default_factory=dict, repr=False)
+    _potent_rerun: bool = field(default=False, repr=False)
 
     def __post_init__(self):
         S = self.pd.n_subjects
@@ -834,7 +840,31 @@ class TransitSolver:
             "step_h": np.float64(h), "first": np.int64(first), "mapped": np.int64(mapped),
         }
 
-    def _steps(self, span: float, after_dose: bool, into_empty: bool = False) -> list[tuple[float, bool, int]]:
+    def _switch_levels(self, amount, new) -> np.ndarray:
+        """Halvings (S,) of the first step after a dose into no drug that put its
+        first node before a potent drug switches E on: for each subject ``new``
+        (dosed ``amount`` mg into no drug; 0 for the others) the smallest L with
+        C <= EC50 / 2 (E below Emax / (1 + 2^hill)) at the first Gauss node of a
+        step of max_step_h / 2^L.  Nodes placed after the switch do not see it,
+        and neither does the error estimate, which reads only them."""
+        levels = np.zeros(new.size, np.int64)
+        amount = np.broadcast_to(amount, new.shape)
+        for taus in (self._c[:1] * self.max_step_h,  # most subjects: already below at the full step
+                     self._c[0] * self.max_step_h / 2.0 ** np.arange(MAX_SWITCH_LEVELS + 1)):
+            sub = {k: v[new] for k, v in self.pk_params.items()}
+            unit = self.pk.propagators(sub, taus)[:, :, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT]
+            low = unit * (self._scale[new] * amount[new])[:, None] <= 0.5 * self.pd.ec50[new][:, None]  # ng/mL
+            if taus.size == 1:
+                new = new.copy()
+                new[new] = ~low[:, 0]
+                if not new.any():
+                    break
+            else:
+                levels[new] = np.where(low.any(axis=1), np.argmax(low, axis=1), MAX_SWITCH_LEVELS)
+        return levels
+
+    def _steps(self, span: float, after_dose: bool, into_empty: bool = False,
+               switch: int = 0) -> list[tuple[float, bool, int]]:
         """(length h, starts right after a dose, first) of the steps covering
         ``span`` h; first = 1 for a step that starts at a dose, 2 for the first
         piece of a graded one, else 0.
@@ -845,7 +875,11 @@ class TransitSolver:
         the peak) also switches E on within seconds.  With ``graded_levels``
         = L > 0 the first step after such a dose (``into_empty``: some subject
         dosed had no drug) is split geometrically (h/2^L, h/2^L, h/2^(L-1),
-        ..., h/2).  After a dose on top of drug still in the system C is
+        ..., h/2).  ``switch`` = K (the halvings a potent first dose needs,
+        :meth:`_switch_levels`; given only to reruns) grades the step after a dose
+        into no drug h/2^K, h/2^K, ..., h/2^(G+1) (G = SWITCH_KEEP_LEVELS), the rest
+        of it one step mapped as after any dose, or sets L >= K where every dose is
+        graded (``grade_every_dose``).  After a dose on top of drug still in the system C is
         positive and E(C(t)) smooth, so that step is not split; should a
         nearly washed-out system still make it too hard, its error estimate
         fails and the subject is run again with graded steps after every dose
@@ -856,8 +890,13 @@ class TransitSolver:
         n = int(np.ceil(span / self.max_step_h - 1e-9))
         h = span / n
         steps = [(h, after_dose, int(after_dose))] + [(h, False, 0)] * (n - 1)
-        if after_dose and (into_empty or self.grade_every_dose) and self.graded_levels:
-            levels = self.graded_levels
+        if after_dose and into_empty and switch > SWITCH_KEEP_LEVELS and not self.grade_every_dose:
+            # h/2^K, h/2^K, h/2^(K-1), ..., h/2^(G+1): then the step's rest, mapped, as after any dose
+            pieces = h * np.r_[1.0, 2.0 ** np.arange(switch - SWITCH_KEEP_LEVELS)] / 2.0**switch
+            first = [(x, False, (2 if self.graded_levels else 1) if i == 0 else 0) for i, x in enumerate(pieces)]
+            return first + [(h - pieces.sum(), True, 1)] + steps[1:]
+        levels = max(self.graded_levels, switch) if into_empty else self.graded_levels
+        if after_dose and (into_empty or self.grade_every_dose) and levels:
             pieces = h * np.r_[1.0, 2.0 ** np.arange(levels)] / 2.0**levels
             steps = [(x, False, 2 if i == 0 else 0) for i, x in enumerate(pieces)] + steps[1:]
         return steps
@@ -890,6 +929,8 @@ class TransitSolver:
         ops, args, seg = [], [], []
         t = t0
         dosed = into_empty = False
+        switch = 0
+        needed = np.zeros(S, np.int64)  # halvings each subject's first dose into no drug needs (_switch_levels)
         empty = ~state["a"].any(axis=1)  # subjects with no drug in the system (so far in this plan)
         doses = dose_times[dose_times >= t0 - 1e-9]
         events = np.union1d(doses, times)
@@ -914,7 +955,7 @@ class TransitSolver:
         keys = {}
         for event in events.tolist():
             begin = t
-            steps = self._steps(event - t, dosed, into_empty)
+            steps = self._steps(event - t, dosed, into_empty, switch)
             for k, (h, after_dose, first) in enumerate(steps):
                 key = keys.get((h, after_dose, first))
                 if key is None:
@@ -936,13 +977,20 @@ class TransitSolver:
                 begin = end
             t = max(t, event)
             dosed = into_empty = False
+            switch = 0
             for j in within(dose_at, event - 1e-9, event + 1e-9):
                 ops.append(OP_DOSE)
                 args.append(j)
                 seg.append(0)
                 given = amounts[:, j] != 0
                 dosed = dosed or bool(given.any())
-                into_empty = into_empty or bool((given & empty).any())
+                new = given & empty
+                if new.any():
+                    into_empty = True
+                    needed = np.maximum(needed, self._switch_levels(amounts[:, j], new))
+                    # Reruns (of potent subjects, or refinements) split their first step for them; the first pass
+                    # leaves its steps as they are and hands such subjects to a rerun (potent, below).
+                    switch = int(needed.max()) if self._potent_rerun or self.refinements else 0
                 empty &= ~given
             for i in within(report_at, event - 1e-9, event + 1e-9):
                 ops.append(OP_REPORT)
@@ -968,6 +1016,9 @@ class TransitSolver:
             given = self.pk.run_steps(self.pk_params, a_end, ops, args, amounts, tables["offsets"],
                                       self.pk.DOSE_COMPARTMENT)
         path = self._fluctuation_path(int(seg.max(initial=0)) + 1)
+        # Subjects whose first dose into no drug switches E on before the first node: run again at once.
+        potent = (needed > SWITCH_KEEP_LEVELS) & ~self._fast if not self._potent_rerun and self.refinements == 0 else np.zeros(S, bool)
+        skip = self._fast | potent
         p = self.pd
         _run_plan(
             ops, args, amounts,
@@ -977,12 +1028,12 @@ class TransitSolver:
             self._scale, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT, p.ktr, p.kin, p.emax, p.ec50, p.hill, p.gamma, p.plt0,
             FEEDBACK_SWEEPS if self._feedback else 0,
             state["a"], state["x"], conc, plt, err_first, err_rest, given, step_no, path, seg,
-            dense["x"], dense["w"], dense["pk"], dense_of, np.zeros(S, np.int64), self._fast,
+            dense["x"], dense["w"], dense["pk"], dense_of, np.zeros(S, np.int64), skip,
         )
         state["a"] = a_end
         state["t"] = max(t, t0)
         self._refine((err_first > self.tolerance) | self._fast, err_rest > self.tolerance / 24.0, start, state,
-                     dose_times, amounts, times, conc, plt)
+                     dose_times, amounts, times, conc, plt, potent)
         if self.output_dtype != "float64":
             conc, plt = conc.astype(self.output_dtype), plt.astype(self.output_dtype)
         return conc, plt, state
@@ -1041,9 +1092,20 @@ class TransitSolver:
                              plt, out)
         return conc, plt, out
 
-    def _refine(self, bad_first, bad_rest, start, state, dose_times, amounts, times, conc, plt):
+    def _refine(self, bad_first, bad_rest, start, state, dose_times, amounts, times, conc, plt, potent=None):
         """Run again, in place, the subjects whose error estimate failed, each
-        group with finer steps (a solver of its own, cached for later runs)."""
+        group with finer steps (a solver of its own, cached for later runs);
+        ``potent`` subjects (skipped by the first pass) with the same steps but a
+        short first piece after a dose into no drug (see :meth:`_steps`)."""
+        if potent is not None and potent.any():
+            idx = np.flatnonzero(potent)
+            key = ("potent", idx.tobytes())
+            if key not in self._finer:
+                self._finer[key] = self._subsolver(idx, keep_tables=True)
+                self._finer[key]._potent_rerun = True
+            if self._fluctuating:
+                self._finer[key]._path = self._path[idx]
+            self._run_subset(self._finer[key], idx, dose_times, amounts, times, start, conc, plt, state)
         if not (bad_first | bad_rest).any():
             return
         S = self.pd.n_subjects

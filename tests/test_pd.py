@@ -180,14 +180,13 @@ POTENT = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="known accuracy hole: E switched on before the first node of the first step "
-                   "after a dose into no drug is seen neither by the nodes nor by the error estimate (errors "
-                   "2e-8 to 6e-7; pkpd.pd docs)")
 @pytest.mark.parametrize("p,dose", POTENT, ids=["hill5-1000mg", "itp-ec50-8", "itp-ec50-4"])
 def test_potent_first_dose_meets_the_accuracy(p, dose):
     """A drug that switches E on before the first node of a step is invisible to
-    those nodes and to the error estimate (it reads only them).  Against DOP853
-    at rtol 1e-12, 2 weeks of daily dosing."""
+    those nodes and to the error estimate (it reads only them): such subjects
+    are rerun with the first step after a dose into no drug graded until
+    C <= EC50 / 2 at its first node (errors were 2e-8 to 6e-7 without).
+    Against DOP853 at rtol 1e-12, 2 weeks of daily dosing."""
     reg, times = Regimen.daily(dose, 14), np.arange(0, 15) * 24.0
     _, plt_ref = platelets_ode(p, reg.times, reg.amounts, times, rtol=1e-12, atol=1e-12 * p["plt0"], graded=40)
     _, plt = ours(p, reg, times)

@@ -847,20 +847,20 @@ class TransitSolver:
         C <= EC50 / 2 (E below Emax / (1 + 2^hill)) at the first Gauss node of a
         step of max_step_h / 2^L.  Nodes placed after the switch do not see it,
         and neither does the error estimate, which reads only them."""
-        levels = np.zeros(new.size, np.int64)
         amount = np.broadcast_to(amount, new.shape)
-        for taus in (self._c[:1] * self.max_step_h,  # most subjects: already below at the full step
-                     self._c[0] * self.max_step_h / 2.0 ** np.arange(MAX_SWITCH_LEVELS + 1)):
-            sub = {k: v[new] for k, v in self.pk_params.items()}
-            unit = self.pk.propagators(sub, taus)[:, :, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT]
-            low = unit * (self._scale[new] * amount[new])[:, None] <= 0.5 * self.pd.ec50[new][:, None]  # ng/mL
-            if taus.size == 1:
-                new = new.copy()
-                new[new] = ~low[:, 0]
-                if not new.any():
-                    break
-            else:
-                levels[new] = np.where(low.any(axis=1), np.argmax(low, axis=1), MAX_SWITCH_LEVELS)
+        taus = self._c[0] * self.max_step_h / 2.0 ** np.arange(MAX_SWITCH_LEVELS + 1)
+
+        def low(who, taus):  # C <= EC50 / 2 at each tau, for the subjects ``who``
+            unit = self.pk.propagators({k: v[who] for k, v in self.pk_params.items()}, taus)
+            conc = unit[:, :, self.pk.CENTRAL, self.pk.DOSE_COMPARTMENT] * (self._scale[who] * amount[who])[:, None]
+            return conc <= 0.5 * self.pd.ec50[who][:, None]
+
+        levels = np.zeros(new.size, np.int64)
+        new = new.copy()
+        new[new] = ~low(new, taus[:1])[:, 0]  # most subjects are below already at the full step
+        if new.any():
+            ok = low(new, taus)
+            levels[new] = np.where(ok.any(axis=1), np.argmax(ok, axis=1), MAX_SWITCH_LEVELS)
         return levels
 
     def _steps(self, span: float, after_dose: bool, into_empty: bool = False,
@@ -893,6 +893,7 @@ class TransitSolver:
         if after_dose and into_empty and switch > SWITCH_KEEP_LEVELS and not self.grade_every_dose:
             # h/2^K, h/2^K, h/2^(K-1), ..., h/2^(G+1): then the step's rest, mapped, as after any dose
             pieces = h * np.r_[1.0, 2.0 ** np.arange(switch - SWITCH_KEEP_LEVELS)] / 2.0**switch
+            # first = 2 (no decay extrapolation in its estimate) only at a branch point (hill not whole)
             first = [(x, False, (2 if self.graded_levels else 1) if i == 0 else 0) for i, x in enumerate(pieces)]
             return first + [(h - pieces.sum(), True, 1)] + steps[1:]
         levels = max(self.graded_levels, switch) if into_empty else self.graded_levels
@@ -928,6 +929,9 @@ class TransitSolver:
         start = {k: np.copy(v) for k, v in state.items()}
         ops, args, seg = [], [], []
         t = t0
+        # The first pass leaves its steps as they are and hands subjects with a potent first dose to a
+        # rerun (potent, below); reruns (of those subjects, or refinements) grade that dose for them.
+        first_pass = not self._potent_rerun and self.refinements == 0
         dosed = into_empty = False
         switch = 0
         needed = np.zeros(S, np.int64)  # halvings each subject's first dose into no drug needs (_switch_levels)
@@ -988,9 +992,7 @@ class TransitSolver:
                 if new.any():
                     into_empty = True
                     needed = np.maximum(needed, self._switch_levels(amounts[:, j], new))
-                    # Reruns (of potent subjects, or refinements) split their first step for them; the first pass
-                    # leaves its steps as they are and hands such subjects to a rerun (potent, below).
-                    switch = int(needed.max()) if self._potent_rerun or self.refinements else 0
+                    switch = 0 if first_pass else int(needed.max())
                 empty &= ~given
             for i in within(report_at, event - 1e-9, event + 1e-9):
                 ops.append(OP_REPORT)
@@ -1017,7 +1019,7 @@ class TransitSolver:
                                       self.pk.DOSE_COMPARTMENT)
         path = self._fluctuation_path(int(seg.max(initial=0)) + 1)
         # Subjects whose first dose into no drug switches E on before the first node: run again at once.
-        potent = (needed > SWITCH_KEEP_LEVELS) & ~self._fast if not self._potent_rerun and self.refinements == 0 else np.zeros(S, bool)
+        potent = (needed > SWITCH_KEEP_LEVELS) & ~self._fast if first_pass else np.zeros(S, bool)
         skip = self._fast | potent
         p = self.pd
         _run_plan(
